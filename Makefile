@@ -1,0 +1,48 @@
+# Two entry points: `make demo` (the main job) and `make test`. Both set up what they need
+# (.venv, packages, the Fashion-MNIST dataset) and are safe to re-run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.edgeskip-installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: demo test lint bench dataset venv clean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+dataset:
+	@if [ -f $(FMNIST) ]; then \
+		echo "Fashion-MNIST: found in /usr/share/datasets/fashion-mnist"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Fashion-MNIST: installing Debian's dataset-fashion-mnist"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; }; \
+	else \
+		echo "Fashion-MNIST is missing. Install it with: sudo apt-get install dataset-fashion-mnist"; \
+		echo "(or put the four idx .gz files in a folder and pass --data-dir)"; \
+	fi
+
+demo: $(STAMP) dataset
+	$(VENV)/bin/edgeskip demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: $(STAMP) dataset lint
+	$(PY) -m pytest
+
+bench: $(STAMP) dataset
+	$(PY) benchmarks/train_bench.py --out runs/bench/train_bench.json
+
+clean:
+	rm -rf runs/demo .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m edgeskip`` runs the CLI."""
+
+from edgeskip.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""Design-time commands (Korol et al., Fig. 3, Steps 1-4): train, sensitivity, pareto, figure1, list, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeskip.cli import main
+from edgeskip.cli.common import data_options, set_threads
+
+
+@main.command()
+@click.option("--model", default="resnet20", show_default=True, help="Registered model (see `edgeskip list`).")
+@click.option("--dataset", default="fashion-mnist", show_default=True, help="Registered dataset.")
+@click.option("--recipe", default="stochastic-depth", show_default=True, help="standard or stochastic-depth.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Base learning rate.")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--schedule", default="cosine", show_default=True, help="cosine, or step (the paper's 50%/35%/15%).")
+@click.option("--p-last", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="Survival probability p_L of the last block (stochastic depth).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Share of the training data held out for validation.")
+@click.option("--resume", is_flag=True, help="Continue from --out if it holds an unfinished run.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Checkpoint path.")
+@data_options
+def train(out: Path, resume: bool, threads: int | None, **options) -> None:
+    """Train a model (stochastic depth by default) and write a resumable checkpoint.
+
+    Also writes OUT with suffix .metrics.jsonl: one JSON line per epoch.
+    """
+    from edgeskip.training.trainer import TrainConfig
+    from edgeskip.training.trainer import train as run_training
+
+    set_threads(threads)
+    options["data_dir"] = str(options["data_dir"]) if options["data_dir"] else None
+    ck = run_training(TrainConfig(**options), out, resume=resume)
+    last = ck.metrics[-1]
+    click.echo(f"wrote {out}: epoch {ck.epoch}, val accuracy {last['val_accuracy']:.4f}")
+
+
+def _data_options(data_dir: Path | None, limit: int | None, device: str):
+    from edgeskip.design.workflow import DataOptions
+
+    return DataOptions(data_dir=data_dir, limit=limit, device=device)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--ranker", default="sensitivity", show_default=True,
+              help="sensitivity (the paper's), l2, random, or greedy (re-rank after each removal).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random ranker.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@data_options
+def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, data_dir, limit, device) -> None:
+    """Rank skippable blocks by validation accuracy with each one skipped alone.
+
+    Writes JSON (schema edgeskip.sensitivity/1) with per-block accuracies and the order,
+    least important block first.
+    """
+    from edgeskip.design.workflow import sensitivity as run
+
+    set_threads(threads)
+    doc = run(checkpoint, out, _data_options(data_dir, limit, device), ranker=ranker, seed=seed)
+    click.echo(f"wrote {out}: order {doc['order']} (baseline val accuracy {doc['baseline_accuracy']:.4f})")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sensitivity", "sensitivity_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output of `edgeskip sensitivity`.")
+@click.option("--exhaustive/--no-exhaustive", default=None,
+              help="Also evaluate all 2^B_s masks (default: when 2^B_s <= 4096).")
+@click.option("--repeats", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Latency samples per configuration.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@data_options
+def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, out: Path, threads, data_dir, limit,
+           device) -> None:
+    """Build the Pareto front (validation accuracy against latency) of skip configurations.
+
+    Writes OUT (schema edgeskip.pareto/1) and, beside it, accuracy_vs_skipped.png and
+    pareto_front.png.
+    """
+    from edgeskip.design.workflow import pareto as run
+
+    set_threads(threads)
+    result = run(checkpoint, sensitivity_path, out, _data_options(data_dir, limit, device), exhaustive=exhaustive,
+                 repeats=repeats)
+    click.echo(f"wrote {out}: {len(result.front.configs)} of {len(result.candidates)} candidates on the front")
+    if result.hypervolume_ratio is not None:
+        click.echo(f"hypervolume of the sensitivity front / true front: {result.hypervolume_ratio:.4f}")
+
+
+@main.command()
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--draws", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Random configurations per number of skipped blocks.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON path; the PNG is written beside it.")
+@data_options
+def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, out: Path, threads, data_dir, limit, device) -> None:
+    """Reproduce the paper's Figure 1: accuracy against skipped blocks for several checkpoints.
+
+    CHECKPOINTS are LABEL=PATH pairs (or plain paths, labelled by their recipe), e.g.
+    `stochastic-depth=runs/sd/model.pt standard=runs/std/model.pt`.
+    """
+    from edgeskip.design.workflow import figure1 as run
+    from edgeskip.training.checkpoint import load_checkpoint
+
+    set_threads(threads)
+    labelled = {}
+    for item in checkpoints:
+        label, sep, path = item.partition("=")
+        labelled[label if sep else load_checkpoint(item).recipe] = path if sep else item
+    doc = run(labelled, out, _data_options(data_dir, limit, device), draws=draws, seed=seed)
+    for m in doc["models"]:
+        click.echo(f"{m['label']}: mean accuracy loss over N = {m['mean_accuracy_loss']:.4f}")
+
+
+@main.command("list")
+def list_registered() -> None:
+    """List the registered models, datasets, recipes, schedules and rankers."""
+    from edgeskip.data import list_datasets
+    from edgeskip.design.sensitivity import RANKERS
+    from edgeskip.models import list_models
+    from edgeskip.training.recipes import RECIPES
+    from edgeskip.training.schedules import SCHEDULES
+
+    for kind, names in [("models", list_models()), ("datasets", list_datasets()), ("recipes", RECIPES.names()),
+                        ("schedules", SCHEDULES.names()), ("rankers", RANKERS.names())]:
+        click.echo(f"{kind}: {', '.join(names)}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True)
+@click.option("--train", "retrain", is_flag=True, help="Retrain both models instead of using the shipped checkpoints.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Epochs with --train.")
+@click.option("--full", is_flag=True, help="Evaluate on the whole validation and test splits (slower).")
+@data_options
+def demo(out: Path, retrain: bool, epochs: int, full: bool, threads, data_dir, limit, device) -> None:
+    """Run the design-time pipeline on Fashion-MNIST with the shipped ResNet-20 checkpoints.
+
+    Sensitivity analysis, Pareto front (with exhaustive search) and Figure 1, written to OUT.
+    Evaluation uses 2000 samples per split unless --full or --limit is given.
+    """
+    from edgeskip.demo import run_demo
+
+    set_threads(threads)
+    run_demo(out, retrain=retrain, epochs=epochs, limit=None if full else (limit or 2000), device=device,
+             data_dir=data_dir)

@@ -1,0 +1,66 @@
+"""Batch-1 latency of skip configurations measured with PyTorch eager (Korol et al., Sec. II-A.4).
+
+This is the design-time stand-in for on-target execution time: the Pareto file records it
+with ``latency_source`` so a later profile of the compiled module on the board can replace it.
+Configurations are measured round-robin, so drift on a busy machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from edgeskip.gating import GatedModel, SkipConfig
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    samples: int
+
+
+def summarize(samples_ms: Sequence[float]) -> LatencyStats:
+    s = sorted(samples_ms)
+
+    def pct(q: float) -> float:
+        return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+    return LatencyStats(statistics.median(s), pct(0.90), pct(0.99), len(s))
+
+
+@torch.no_grad()
+def measure_torch_latency(
+    gated: GatedModel,
+    masks: Sequence[SkipConfig],
+    input_shape: Sequence[int],
+    *,
+    repeats: int = 30,
+    warmup: int = 5,
+    threads: int = 1,
+) -> tuple[list[LatencyStats], str]:
+    """Median/p90/p99 batch-1 latency per mask, and a description of how it was measured."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gated = gated.eval()
+        x = torch.randn(1, *input_shape)
+        cfgs = [m.tensor() for m in masks]
+        for cfg in cfgs:
+            for _ in range(warmup):
+                gated(x, cfg)
+        samples: list[list[float]] = [[] for _ in cfgs]
+        for _ in range(repeats):
+            for i, cfg in enumerate(cfgs):
+                t0 = time.perf_counter()
+                gated(x, cfg)
+                samples[i].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        torch.set_num_threads(previous)
+    source = f"pytorch-eager cpu batch=1 threads={threads} median of {repeats} (round-robin)"
+    return [summarize(s) for s in samples], source

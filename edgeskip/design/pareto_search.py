@@ -1,0 +1,91 @@
+"""Building the Pareto front from a sensitivity ranking (Korol et al., Sec. II-A.4, Step 4 of Fig. 3).
+
+Candidates: for N = 0..B_s, skip the N least important blocks of the ranking. Each candidate
+gets validation accuracy (used to select), test accuracy (only reported), MACs and latency.
+When 2^B_s <= 4096 the whole space is also searched, and the hypervolume of the
+sensitivity front is reported as a share of the true front's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgeskip.design.config_eval import ConfigEvaluator, all_masks
+from edgeskip.design.latency import measure_torch_latency
+from edgeskip.design.pareto import ConfigPoint, ParetoFront, hypervolume, pareto_filter
+from edgeskip.gating import SkipConfig
+from edgeskip.models.cost import MacProfile
+from edgeskip.progress import progress_bar
+
+EXHAUSTIVE_LIMIT = 4096
+
+
+@dataclass
+class ParetoResult:
+    front: ParetoFront
+    candidates: list[ConfigPoint]
+    exhaustive: list[ConfigPoint] | None  # every mask, when the space is small enough
+    exhaustive_front: list[ConfigPoint] | None
+    hypervolume_ratio: float | None
+
+
+def candidates_from_order(order: list[int]) -> list[SkipConfig]:
+    """Skip the N first blocks of ``order`` (least important first), for N = 0..B_s."""
+    return [SkipConfig.skipping(len(order), order[:n]) for n in range(len(order) + 1)]
+
+
+def _points(evaluator: ConfigEvaluator, masks: list[SkipConfig], costs: MacProfile, input_shape: list[int],
+            *, with_test: bool, repeats: int, label: str, progress: bool) -> list[ConfigPoint]:
+    latencies, source = measure_torch_latency(evaluator.gated, masks, input_shape, repeats=repeats)
+    points = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task(label, total=len(masks), info="")
+        for m, lat in zip(masks, latencies, strict=True):
+            val = evaluator.accuracy(m, "val")
+            test = evaluator.accuracy(m, "test") if with_test else None
+            points.append(ConfigPoint(list(m.mask), val, lat.median_ms, costs.macs(m.mask), test, source,
+                                      {"latency_p90_ms": lat.p90_ms, "latency_p99_ms": lat.p99_ms}))
+            bar.update(task, advance=1, info=f"skip {m.n_skipped}: val {val:.4f}, {lat.median_ms:.2f} ms")
+    return points
+
+
+def build_pareto(evaluator: ConfigEvaluator, order: list[int], costs: MacProfile, *, model: str, dataset: str,
+                 input_shape: list[int], ranker: str = "sensitivity", exhaustive: bool | None = None,
+                 repeats: int = 30, progress: bool = True) -> ParetoResult:
+    """Evaluate the sensitivity candidates, keep the Pareto-optimal ones, optionally compare to all masks."""
+    n = evaluator.num_blocks
+    candidates = _points(evaluator, candidates_from_order(order), costs, input_shape, with_test=True,
+                         repeats=repeats, label="pareto candidates", progress=progress)
+    kept = pareto_filter(candidates)
+    for p in candidates:
+        p.extra["pareto_optimal"] = any(p is k for k in kept)
+    if kept[0].n_skipped != 0:
+        # Algorithm 1 starts at no skipping (line 2), so the file always begins with it, even
+        # when a faster mask is also more accurate; "pareto_optimal": false says so.
+        kept.insert(0, candidates[0])
+    meta: dict[str, Any] = {"selection_split": "val", "ranker": ranker, "n_val": len(evaluator.data.val),
+                            "n_test": len(evaluator.data.test), "candidates": len(candidates)}
+    every = every_front = None
+    ratio = None
+    if exhaustive is None:
+        exhaustive = 2**n <= EXHAUSTIVE_LIMIT
+    if exhaustive:
+        if 2**n > EXHAUSTIVE_LIMIT:
+            raise ValueError(f"exhaustive search over 2^{n} masks is too large (limit {EXHAUSTIVE_LIMIT})")
+        every = _points(evaluator, all_masks(n), costs, input_shape, with_test=False, repeats=max(5, repeats // 3),
+                        label="exhaustive search", progress=progress)
+        # Latency of the two sets comes from separate runs; compare on one scale by re-using
+        # the exhaustive timing for the candidates' masks.
+        timing = {tuple(p.mask): p.latency_ms for p in every}
+        cand_same_scale = [ConfigPoint(p.mask, p.val_accuracy, timing[tuple(p.mask)]) for p in candidates]
+        every_front = pareto_filter(every)
+        ref_acc = min(p.val_accuracy for p in every)
+        ref_lat = max(p.latency_ms for p in every)
+        true_hv = hypervolume(every, ref_acc, ref_lat)
+        ratio = hypervolume(cand_same_scale, ref_acc, ref_lat) / true_hv if true_hv > 0 else 1.0
+        meta.update({"exhaustive_configs": len(every), "exhaustive_front_size": len(every_front),
+                     "hypervolume_ratio": ratio,
+                     "hypervolume_reference": {"val_accuracy": ref_acc, "latency_ms": ref_lat}})
+    front = ParetoFront(model, dataset, n, kept, meta)
+    return ParetoResult(front, candidates, every, every_front, ratio)

@@ -1,0 +1,9 @@
+"""The error types that mean "the user's input is wrong", shown by the CLI as one clear line."""
+
+from __future__ import annotations
+
+from edgeskip.data.base import DatasetError
+from edgeskip.models.protocol import ProtocolError
+from edgeskip.training.checkpoint import CheckpointError
+
+USER_ERRORS: tuple[type[Exception], ...] = (DatasetError, CheckpointError, ProtocolError, ValueError, FileNotFoundError)

@@ -1,0 +1,181 @@
+"""The training loop behind ``edgeskip train`` (Korol et al., Sec. II-A.1, Step 1 of Fig. 3).
+
+SGD with momentum and weight decay, a step or cosine schedule, random-crop and flip
+augmentation, a rich progress bar, a JSON-lines metrics log and an atomic checkpoint after
+every epoch that ``resume=True`` continues from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeskip.data import load_dataset
+from edgeskip.data.base import iterate_batches
+from edgeskip.design.evaluate import evaluate
+from edgeskip.models import create_model
+from edgeskip.progress import progress_bar
+from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
+from edgeskip.training.recipes import RECIPES, RecipeOptions
+from edgeskip.training.schedules import SCHEDULES
+from edgeskip.training.stochastic_depth import remove_stochastic_depth
+
+
+@dataclass
+class TrainConfig:
+    model: str = "resnet20"
+    dataset: str = "fashion-mnist"
+    recipe: str = "stochastic-depth"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    p_last: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+    limit: int | None = None
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    channels_last: bool = True  # about 1.4x faster training on CPU for these small convs
+
+    def validate(self) -> None:
+        RECIPES.get(self.recipe)
+        SCHEDULES.get(self.schedule)
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here")
+
+
+def metrics_log_path(out: Path) -> Path:
+    return out.with_suffix(".metrics.jsonl")
+
+
+def _compatible(resumed: Checkpoint, config: TrainConfig) -> None:
+    for key in ("model", "dataset", "recipe", "seed", "batch_size", "schedule", "lr"):
+        old = resumed.train_config.get(key)
+        if old != getattr(config, key):
+            raise ValueError(f"cannot resume: checkpoint was trained with {key}={old!r}, now {getattr(config, key)!r}")
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+          on_epoch_end: Callable[[int], None] | None = None) -> Checkpoint:
+    """Train ``config.model`` on ``config.dataset`` and write the checkpoint to ``out``.
+
+    ``on_epoch_end(epoch)`` runs after each epoch's checkpoint is written.
+    """
+    config.validate()
+    out = Path(out)
+    device = torch.device(config.device)
+    data = load_dataset(config.dataset, config.data_dir, val_fraction=config.val_fraction, seed=config.seed,
+                        limit=config.limit)
+    model_args = {"in_channels": data.in_channels, "num_classes": data.num_classes}
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, **model_args)
+
+    resumed = load_checkpoint(out) if resume and out.exists() else None
+    if resumed is not None:
+        _compatible(resumed, config)
+        model.load_state_dict(resumed.state_dict)
+    generator = torch.Generator().manual_seed(config.seed)  # data order and augmentation
+    drop_generator = torch.Generator().manual_seed(config.seed + 1)  # stochastic-depth draws
+    RECIPES.get(config.recipe)(model, RecipeOptions(p_last=config.p_last), drop_generator)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay, nesterov=False)
+    schedule = SCHEDULES.get(config.schedule)
+    steps_per_epoch = -(-len(data.train) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    metrics: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resumed is not None:
+        start_epoch, metrics = resumed.epoch, list(resumed.metrics)
+        if resumed.optimizer:
+            optimizer.load_state_dict(resumed.optimizer)
+        if resumed.rng:
+            generator.set_state(resumed.rng["data"])
+            drop_generator.set_state(resumed.rng["drop"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = metrics_log_path(out)
+    if resumed is None and log_path.exists():
+        log_path.unlink()
+
+    checkpoint = resumed
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"train {config.model}/{config.recipe}", total=total_steps,
+                            completed=start_epoch * steps_per_epoch, info="")
+        for epoch in range(start_epoch, config.epochs):
+            model.train()
+            t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+            batches = iterate_batches(data.train, data.normalization, config.batch_size, shuffle=True,
+                                      augment=True, generator=generator, device=device)
+            for step, (x, y) in enumerate(batches):
+                lr = config.lr * schedule((epoch * steps_per_epoch + step) / total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x = x.contiguous(memory_format=memory_format)
+                logits = model(x)
+                loss = nn.functional.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                seen += len(y)
+                loss_sum += loss.item() * len(y)
+                correct += (logits.argmax(1) == y).sum().item()
+                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.3f} "
+                                                 f"acc {correct / seen:.3f} lr {lr:.4f}")
+            train_seconds = time.perf_counter() - t0
+            model.eval()
+            val_acc, val_loss = evaluate(model, data.val, data.normalization, device=device)
+            record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                      "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr, "seconds": train_seconds,
+                      "train_images_per_s": seen / train_seconds}
+            metrics.append(record)
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.console.log(f"epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}, val acc {val_acc:.4f}, "
+                            f"{record['train_images_per_s']:.0f} img/s")
+            checkpoint = _snapshot(model, config, data, model_args, epoch + 1, metrics, optimizer,
+                                   {"data": generator.get_state(), "drop": drop_generator.get_state()})
+            checkpoint.save(out)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
+    assert checkpoint is not None
+    return checkpoint
+
+
+def _snapshot(model: nn.Module, config: TrainConfig, data, model_args: dict[str, Any], epoch: int,
+              metrics: list[dict[str, Any]], optimizer: torch.optim.Optimizer, rng: dict[str, Any]) -> Checkpoint:
+    # The checkpoint holds the plain network: strip the training-only wrappers from a copy's keys.
+    plain = remove_stochastic_depth(_shallow_copy(model))
+    state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone()
+             for k, v in plain.state_dict().items()}
+    return Checkpoint(
+        model=config.model, model_args=model_args, dataset=config.dataset, normalization=data.normalization,
+        input_shape=list(data.image_shape), state_dict=state, recipe=config.recipe,
+        p_last=config.p_last if config.recipe == "stochastic-depth" else None, epoch=epoch,
+        epochs=config.epochs, metrics=metrics, train_config=asdict(config),
+        optimizer=optimizer.state_dict(), rng=rng,
+    )
+
+
+def _shallow_copy(model: nn.Module) -> nn.Module:
+    """A copy of the module tree that shares parameters (cheap), so unwrapping leaves ``model`` intact."""
+    import copy
+
+    clone = copy.copy(model)
+    clone._modules = {k: _shallow_copy(m) for k, m in model._modules.items()}  # type: ignore[assignment]
+    return clone

@@ -14,9 +14,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
-$(STAMP): $(PY) pyproject.toml
+$(STAMP): $(PY) pyproject.toml runtime/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e './runtime[iree]'
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -1,38 +1,5 @@
-"""Atomic artifact writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic artifact writes, shared with the board runtime (implemented in :mod:`edgeskip_runtime.atomic`)."""
 
-from __future__ import annotations
+from edgeskip_runtime.atomic import atomic_path, atomic_write, write_json
 
-import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import IO, Any
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        write(f)
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    data = (json.dumps(obj, indent=2) + "\n").encode()
-    atomic_write(path, lambda f: f.write(data))
+__all__ = ["atomic_path", "atomic_write", "write_json"]

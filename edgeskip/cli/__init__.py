@@ -33,6 +33,6 @@ def main() -> None:
     """
 
 
-from edgeskip.cli import design  # noqa: E402,F401  (registers the commands)
+from edgeskip.cli import design, runtime  # noqa: E402,F401  (register the commands)
 
 __all__ = ["main"]

@@ -7,31 +7,13 @@ Configurations are measured round-robin, so drift on a busy machine hits all of 
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
+from edgeskip_runtime.stats import LatencyStats, summarize
 
 from edgeskip.gating import GatedModel, SkipConfig
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    median_ms: float
-    p90_ms: float
-    p99_ms: float
-    samples: int
-
-
-def summarize(samples_ms: Sequence[float]) -> LatencyStats:
-    s = sorted(samples_ms)
-
-    def pct(q: float) -> float:
-        return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-    return LatencyStats(statistics.median(s), pct(0.90), pct(0.99), len(s))
 
 
 @torch.no_grad()

@@ -1,0 +1,37 @@
+"""On-device commands (Korol et al., Sec. II-B, III-B): profile a compiled bundle on this machine.
+
+They call :mod:`edgeskip_runtime`, which runs on a board without torch or the compiler;
+the board's own entry point is ``edgeskip-runtime`` with the same commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeskip.cli import main
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--driver", type=click.Choice(["local-sync", "local-task"]), default="local-sync", show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Timed runs per configuration (after warm-up).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--pin/--no-pin", default=True, show_default=True, help="Pin to the target's serving cores.")
+@click.option("--no-refilter", is_flag=True, help="Keep every configuration instead of re-filtering the front.")
+def profile(bundle: Path, driver: str, repeats: int, warmup: int, pin: bool, no_refilter: bool) -> None:
+    """Measure each configuration's latency on this machine (median, p90, p99).
+
+    Writes the figures into BUNDLE/pareto.json with their source and re-filters the front on
+    measured latency. Run on the board, this is the Pareto front on real execution time.
+    """
+    from edgeskip_runtime.profile import profile_bundle
+
+    doc = profile_bundle(bundle, driver=driver, pin=pin, warmup=warmup, repeats=repeats, refilter=not no_refilter)
+    for c in doc["configs"]:
+        click.echo(f"skip {c['n_skipped']:3d}: {c['latency_ms']:8.3f} ms (p99 {c['latency_p99_ms']:.3f})  "
+                   f"val {c['val_accuracy']:.4f}")
+    p = doc["profiled"]
+    click.echo(f"{p['configs_after']} of {p['configs_before']} configurations on the measured front")

@@ -1,0 +1,103 @@
+"""Running a compiled bundle: ``infer(image, cfg)`` for one image or a batch (Korol et al., Sec. II-A.2, II-B).
+
+Every skip configuration lives in the one executable: ``cfg`` is an input array, so
+switching configuration costs no reload. Inputs are checked against the manifest before
+they reach IREE, so a wrong shape or dtype gets a message that says what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeskip_runtime.bundle import Bundle
+from edgeskip_runtime.pinning import pin_current_thread, task_topology_flags
+
+DRIVERS = ("local-sync", "local-task")
+
+
+class InputError(ValueError):
+    """An image or cfg does not fit the compiled module."""
+
+
+def _iree() -> Any:
+    try:
+        import iree.runtime as rt
+    except ImportError as e:  # pragma: no cover - depends on the board's install
+        raise RuntimeError("the IREE runtime is not installed: pip install iree-base-runtime==3.13.0 "
+                           "(armv7: build it from source, see docker/runtime-armhf.Dockerfile)") from e
+    return rt
+
+
+class CompiledModel:
+    """The bundle's module loaded into an IREE context, ready for ``infer``."""
+
+    def __init__(self, bundle: Bundle, *, driver: str = "local-sync", pin: bool = False) -> None:
+        if driver not in DRIVERS:
+            raise ValueError(f"unknown driver {driver!r}; use one of {DRIVERS}")
+        rt = _iree()
+        self.bundle = bundle
+        self.driver = driver
+        self.pinned_cores: list[int] = []
+        if pin and driver == "local-task" and (flags := task_topology_flags(bundle.serving_cores)):
+            rt.flags.parse_flags(*flags)
+        if pin and driver == "local-sync":
+            self.pinned_cores = pin_current_thread(bundle.serving_cores)
+        self.image_spec = bundle.input("image")
+        self.cfg_spec = bundle.input("cfg")
+        config = rt.Config(driver)
+        self._context = rt.SystemContext(config=config)
+        try:
+            vm_module = rt.VmModule.mmap(config.vm_instance, str(bundle.vmfb))
+        except (RuntimeError, ValueError) as e:
+            raise RuntimeError(f"IREE could not load {bundle.vmfb}: {e}") from e
+        self._context.add_vm_module(vm_module)
+        self._fn = self._context.modules[vm_module.name][bundle.function]
+        self._cfg_dtype = np.dtype(self.cfg_spec.dtype)
+
+    @property
+    def num_gates(self) -> int:
+        return int(self.cfg_spec.shape[0])
+
+    def check_cfg(self, cfg: Sequence[int] | np.ndarray) -> np.ndarray:
+        arr = np.asarray(cfg)
+        if arr.dtype.kind not in "biu":
+            raise InputError(f"cfg must hold integers or bools, got dtype {arr.dtype}")
+        if arr.shape != (self.num_gates,):
+            raise InputError(f"cfg must have shape ({self.num_gates},), one entry per skippable block; "
+                             f"got {arr.shape}")
+        if not np.isin(arr, (0, 1)).all():
+            raise InputError(f"cfg entries must be 0 (skip) or 1 (run), got {sorted(set(arr.tolist()) - {0, 1})}")
+        return np.ascontiguousarray(arr, dtype=self._cfg_dtype)
+
+    def check_image(self, image: np.ndarray) -> np.ndarray:
+        """Accept ``(C, H, W)`` or ``(N, C, H, W)`` floating images; return ``(N, C, H, W)`` float32."""
+        arr = np.asarray(image)
+        per_image = self.image_spec.shape[1:]
+        if arr.dtype.kind != "f":
+            raise InputError(f"image must be floating point (normalised), got dtype {arr.dtype}")
+        if arr.shape == tuple(per_image):
+            arr = arr[None]
+        if arr.ndim != 4 or tuple(arr.shape[1:]) != tuple(per_image) or arr.shape[0] < 1:
+            raise InputError(f"image must have shape {tuple(per_image)} or (N, {', '.join(map(str, per_image))}), "
+                             f"got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InputError("image contains NaN or Inf")
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    def infer(self, image: np.ndarray, cfg: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Logits ``(N, classes)`` for ``image`` under skip configuration ``cfg``."""
+        batch = self.check_image(image)
+        cfg_arr = self.check_cfg(cfg)
+        compiled_batch = self.image_spec.shape[0]
+        if compiled_batch == batch.shape[0]:
+            return np.asarray(self._fn(batch, cfg_arr))
+        if compiled_batch != 1:
+            raise InputError(f"the module was compiled for batch {compiled_batch}, got {batch.shape[0]}")
+        return np.concatenate([np.asarray(self._fn(batch[i : i + 1], cfg_arr)) for i in range(batch.shape[0])])
+
+    def infer_raw(self, image: np.ndarray, cfg: np.ndarray) -> np.ndarray:
+        """The hot path for pre-validated, contiguous float32 ``(1, C, H, W)`` input and a checked cfg."""
+        return np.asarray(self._fn(image, cfg))

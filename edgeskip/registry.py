@@ -1,55 +1,5 @@
-"""A small named registry for open sets (models, datasets, recipes, rankers, policies).
+"""Named registries for open sets (implemented in :mod:`edgeskip_runtime.registry`, which the board shares)."""
 
-Modelled on timm's ``@register_model`` and torchvision's ``get_model`` / ``list_models``:
-adding a model, dataset or policy is a new decorated function, never a new ``if`` branch.
-"""
+from edgeskip_runtime.registry import Registry, UnknownNameError
 
-from __future__ import annotations
-
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
-
-
-class UnknownNameError(KeyError):
-    """Raised for a name that is not registered; the message lists the known names."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; show it plainly.
-        return str(self.args[0])
-
-
-class Registry(Generic[T]):
-    """Maps names to factories of one kind (``kind`` appears in error messages)."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, T] = {}
-
-    def register(self, name: str | None = None) -> Callable[[T], T]:
-        """Decorator: register ``obj`` under ``name`` (default: its ``__name__``, ``_`` -> ``-``)."""
-
-        def decorate(obj: T) -> T:
-            key = name or obj.__name__.replace("_", "-")
-            if key in self._entries:
-                raise ValueError(f"{self.kind} {key!r} is already registered")
-            self._entries[key] = obj
-            return obj
-
-        return decorate
-
-    def get(self, name: str) -> T:
-        try:
-            return self._entries[name]
-        except KeyError:
-            known = ", ".join(sorted(self._entries)) or "(none)"
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
-
-    def names(self) -> list[str]:
-        return sorted(self._entries)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
+__all__ = ["Registry", "UnknownNameError"]

@@ -1,0 +1,17 @@
+"""Depth policies (Korol et al., Sec. II-B, Algorithm 1; the dynamic-depth-scheduling note)."""
+
+from edgeskip_runtime.policies import algorithm1, budget, load_aware, priority, static  # noqa: F401  (register)
+from edgeskip_runtime.policies.algorithm1 import Algorithm1Policy
+from edgeskip_runtime.policies.base import (
+    Decision,
+    OperatingPoint,
+    Policy,
+    PolicyError,
+    PolicySettings,
+    Request,
+    allowed_points,
+)
+from edgeskip_runtime.policies.registry import POLICIES, create_policy, list_policies, register_policy
+
+__all__ = ["POLICIES", "Algorithm1Policy", "Decision", "OperatingPoint", "Policy", "PolicyError", "PolicySettings",
+           "Request", "allowed_points", "create_policy", "list_policies", "register_policy"]

@@ -1,4 +1,4 @@
-"""On-device commands (Korol et al., Sec. II-B, III-B): profile a compiled bundle on this machine.
+"""On-device commands (Korol et al., Sec. II-B, III-B): profile and serve a compiled bundle on this machine.
 
 They call :mod:`edgeskip_runtime`, which runs on a board without torch or the compiler;
 the board's own entry point is ``edgeskip-runtime`` with the same commands.
@@ -35,3 +35,18 @@ def profile(bundle: Path, driver: str, repeats: int, warmup: int, pin: bool, no_
                    f"val {c['val_accuracy']:.4f}")
     p = doc["profiled"]
     click.echo(f"{p['configs_after']} of {p['configs_before']} configurations on the measured front")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def serve(args: tuple[str, ...]) -> None:
+    """Serve a bundle over HTTP with an adaptive depth policy (see `edgeskip serve --help`).
+
+    The same server as the board's `edgeskip-runtime serve`: Open Inference Protocol routes,
+    one pinned worker, drop-when-busy, policies algorithm1/static/load-aware/budget/priority,
+    Prometheus /metrics, hot reload.
+    """
+    from edgeskip_runtime.cli import main as runtime_main
+
+    raise SystemExit(runtime_main(["serve", *args]))

@@ -1,0 +1,160 @@
+"""Open Inference Protocol (KServe v2, as Triton and KServe speak it): request parsing and
+response encoding, with the binary-tensor extension for speed.
+
+A request carries one input named ``image``: ``FP32`` (already normalised) or ``UINT8``
+(raw pixels, normalised here with the bundle's mean/std), of shape ``[C, H, W]`` or
+``[N, C, H, W]``. Optional ``parameters``: ``priority`` (integer 0..9) and
+``latency_budget_ms`` (positive number). The skip configuration is not sent by clients: the
+server's policy chooses it (Korol et al., Sec. II-B).
+
+Binary form: the ``Inference-Header-Content-Length`` header gives the length of the JSON
+part; the input's raw little-endian bytes follow, its size in
+``parameters.binary_data_size``. Every malformed request raises :class:`OIPError` with the
+HTTP status to answer (400, 404, 413) and a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "UINT8": np.dtype("u1")}
+MAX_PRIORITY = 9
+MAX_BATCH = 64
+
+
+class OIPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    images: np.ndarray  # (N, C, H, W) float32, normalised
+    priority: int
+    latency_budget_ms: float | None
+    binary_output: bool
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise OIPError(400, "empty request body; send an inference request JSON object")
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise OIPError(400, f"request body is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise OIPError(400, f"request body must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _parameters(doc: dict[str, Any]) -> tuple[int, float | None]:
+    params = doc.get("parameters", {})
+    if not isinstance(params, dict):
+        raise OIPError(400, "'parameters' must be an object")
+    priority = params.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+        raise OIPError(400, f"'priority' must be an integer 0..{MAX_PRIORITY}, got {priority!r}")
+    budget = params.get("latency_budget_ms")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not math.isfinite(budget) or budget <= 0):
+        raise OIPError(400, f"'latency_budget_ms' must be a positive number, got {budget!r}")
+    return priority, None if budget is None else float(budget)
+
+
+def _image_input(doc: dict[str, Any]) -> dict[str, Any]:
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise OIPError(400, "'inputs' must be a non-empty list with one tensor named 'image'")
+    named = [i for i in inputs if isinstance(i, dict) and i.get("name") == "image"]
+    if len(named) != 1 or len(inputs) != 1:
+        names = [i.get("name") if isinstance(i, dict) else i for i in inputs]
+        raise OIPError(400, f"expected exactly one input named 'image', got {names}")
+    return named[0]
+
+
+def parse_infer_request(body: bytes, header_length: int | None, image_shape: tuple[int, ...],
+                        mean: list[float], std: list[float]) -> InferRequest:
+    """Parse and validate a JSON or binary inference request into normalised float32 images."""
+    if header_length is not None:
+        if not 0 < header_length <= len(body):
+            raise OIPError(400, f"Inference-Header-Content-Length {header_length} does not fit a body of "
+                                f"{len(body)} bytes")
+        doc, binary = _json_object(body[:header_length]), body[header_length:]
+    else:
+        doc, binary = _json_object(body), b""
+    priority, budget = _parameters(doc)
+    tensor = _image_input(doc)
+    datatype = tensor.get("datatype")
+    if datatype not in DTYPES:
+        raise OIPError(400, f"image datatype must be one of {sorted(DTYPES)}, got {datatype!r}")
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise OIPError(400, f"image 'shape' must be a list of integers, got {shape!r}")
+    per_image = list(image_shape)
+    if shape == per_image:
+        shape = [1, *per_image]
+    if len(shape) != 4 or shape[1:] != per_image or not 1 <= shape[0] <= MAX_BATCH:
+        raise OIPError(400, f"image shape must be {per_image} or [N, {', '.join(map(str, per_image))}] "
+                            f"with 1 <= N <= {MAX_BATCH}, got {tensor.get('shape')}")
+    count = math.prod(shape)
+    dtype = DTYPES[datatype]
+    params = tensor.get("parameters", {}) if isinstance(tensor.get("parameters", {}), dict) else {}
+    if "binary_data_size" in params:
+        size = params["binary_data_size"]
+        if size != count * dtype.itemsize or len(binary) != size:
+            raise OIPError(400, f"binary image must be {count * dtype.itemsize} bytes ({datatype} x {shape}), "
+                                f"binary_data_size says {size!r} and {len(binary)} bytes follow the header")
+        arr = np.frombuffer(binary, dtype=dtype).reshape(shape)
+    else:
+        if binary:
+            raise OIPError(400, "binary data follows the header but the input has no 'binary_data_size'")
+        data = tensor.get("data")
+        if data is None:
+            raise OIPError(400, "image has no 'data' (or binary_data_size)")
+        try:
+            arr = np.asarray(data, dtype=np.float64)
+        except (ValueError, TypeError) as e:
+            raise OIPError(400, f"image 'data' must be numbers: {e}") from None
+        if arr.size != count:
+            raise OIPError(400, f"image 'data' has {arr.size} values, shape {shape} needs {count}")
+        if datatype == "UINT8" and (np.any(arr < 0) | np.any(arr > 255) | np.any(arr != np.round(arr))):
+            raise OIPError(400, "UINT8 image values must be integers 0..255")
+        arr = arr.reshape(shape)
+    if datatype == "UINT8":
+        m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+        images = (arr.astype(np.float32) / 255.0 - m) / s
+    else:
+        if not np.isfinite(arr).all():
+            raise OIPError(400, "image contains NaN or Inf")
+        images = arr.astype(np.float32)
+    outputs = doc.get("outputs") or []
+    binary_output = any(isinstance(o, dict) and isinstance(o.get("parameters"), dict)
+                        and o["parameters"].get("binary_data") for o in outputs)
+    rid = doc.get("id")
+    return InferRequest(None if rid is None else str(rid), np.ascontiguousarray(images), priority, budget,
+                        binary_output)
+
+
+def encode_infer_response(model: str, request: InferRequest, logits: np.ndarray,
+                          parameters: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """The response body and extra headers (binary form when the request asked for it)."""
+    out: dict[str, Any] = {"name": "logits", "shape": list(logits.shape), "datatype": "FP32"}
+    doc: dict[str, Any] = {"model_name": model, "model_version": "1", "parameters": parameters, "outputs": [out]}
+    if request.id is not None:
+        doc["id"] = request.id
+    if request.binary_output:
+        raw = np.ascontiguousarray(logits, dtype="<f4").tobytes()
+        out["parameters"] = {"binary_data_size": len(raw)}
+        header = json.dumps(doc).encode()
+        return header + raw, {"Inference-Header-Content-Length": str(len(header))}
+    out["data"] = logits.astype(np.float32).ravel().tolist()
+    return json.dumps(doc).encode(), {}

@@ -109,7 +109,7 @@ class Bundle:
 
     @property
     def function(self) -> str:
-        return str(self.manifest.get("function", "main_graph"))
+        return str(self.manifest.get("entry_function", "main_graph"))
 
     def input(self, name: str) -> TensorSpec:
         for spec in self._field("inputs"):

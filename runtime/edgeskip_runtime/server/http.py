@@ -26,6 +26,7 @@ from edgeskip_runtime.server.engine import Dropped, InferenceEngine
 from edgeskip_runtime.server.oip import OIPError, encode_infer_response, parse_infer_request
 
 DEFAULT_MAX_BODY = 8 << 20
+DRAIN_LIMIT = 64 << 20  # refused bodies up to this size are drained; larger ones get the connection closed
 
 
 class EdgeskipHTTPServer(ThreadingHTTPServer):
@@ -75,7 +76,10 @@ class Handler(BaseHTTPRequestHandler):
         if n < 0:
             raise OIPError(400, f"bad Content-Length {length!r}")
         if n > self.server.max_body_bytes:
-            self.close_connection = True  # do not read a body we refuse
+            self.close_connection = True
+            remaining = n if n <= DRAIN_LIMIT else 0  # drain, so the client reads the 413 rather than a reset
+            while remaining > 0 and (chunk := self.rfile.read(min(1 << 16, remaining))):
+                remaining -= len(chunk)
             raise OIPError(413, f"request body of {n} bytes exceeds the limit of {self.server.max_body_bytes}")
         return self.rfile.read(n)
 

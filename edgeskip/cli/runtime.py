@@ -50,3 +50,37 @@ def serve(args: tuple[str, ...]) -> None:
     from edgeskip_runtime.cli import main as runtime_main
 
     raise SystemExit(runtime_main(["serve", *args]))
+
+
+@main.command()
+@click.argument("url")
+@click.option("--workload", default="paper", show_default=True, help="paper, poisson or trace.")
+@click.option("--requests", "n", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Requests per second.")
+@click.option("--period-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Time between requests (default: --period-factor x the profiled no-skip latency).")
+@click.option("--period-factor", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Arrival offsets in seconds (trace workload).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--compare", is_flag=True, help="Run static no-skip and --policy on the same workload: Table I ratios.")
+@click.option("--policy", default="algorithm1", show_default=True, help="Policy for the adaptive run.")
+@click.option("--budget-ms", type=float, default=None, help="latency_budget_ms sent with every request.")
+@click.option("--sla-ms", type=float, default=None, help="Count processed requests slower than this.")
+@click.option("--dataset", default=None, help="Dataset of the test images (default: the bundle's).")
+@click.option("--data-dir", default=None)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/bench"),
+              show_default=True)
+def bench(url: str, n: int, out: Path, **options) -> None:
+    """Send a seeded workload to a running server at URL and report what happened.
+
+    Writes OUT/bench.json, bench.md, timeline.png and skipped_histogram.png: processed and
+    dropped requests, online accuracy, latency p50/p99, SLA violations, energy and
+    inferences per joule. With --compare, also the paper's Table I ratios.
+    """
+    from edgeskip.evaluation.runner import BenchOptions, run_bench, summary_lines
+
+    opts = BenchOptions(requests=n, out=out, rate_hz=options.pop("rate"), **options)
+    for line in summary_lines(run_bench(url, opts)):
+        click.echo(line)
+    click.echo(f"report in {out}/bench.md")

@@ -57,6 +57,12 @@ def _find_sensor() -> tuple[_CounterSensor, str] | None:
     return None
 
 
+# For a target without power figures (e.g. ``host``): an explicit, labelled nominal model, so
+# ratios between runs on the same machine stay meaningful while absolute joules are not.
+NOMINAL_POWER = {"board_idle_w": 0.0, "cores": {"big": {"idle_w": 0.0, "busy_w": 10.0}},
+                 "source": "nominal 10 W per busy core: no power figures for this target"}
+
+
 class EnergyMeter:
     """Cumulative joules since the meter started, from a sensor or the power model."""
 
@@ -64,10 +70,10 @@ class EnergyMeter:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._busy_s = 0.0
-        self.power = power or {}
+        self.power = power or NOMINAL_POWER
         found = _find_sensor() if use_sensor else None
         self._sensor = found[0] if found else None
-        self.source = found[1] if found else "model"
+        self.source = found[1] if found else ("model" if power else "model:nominal")
         self.estimate = self._sensor is None
         cores = self.power.get("cores", {})
         serving = cores.get("big") or (next(iter(cores.values())) if cores else {"idle_w": 0.0, "busy_w": 0.0})

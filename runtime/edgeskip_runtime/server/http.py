@@ -99,7 +99,8 @@ class Handler(BaseHTTPRequestHandler):
             elif parts == ["metrics"]:
                 self._send(200, engine.metrics.render(engine.model_name).encode(), "text/plain; version=0.0.4")
             elif parts == ["v2"]:
-                self._json(200, {"name": "edgeskip", "version": "1", "extensions": ["binary_tensor_data"]})
+                self._json(200, {"name": "edgeskip", "version": "1", "extensions": ["binary_tensor_data"],
+                                 "models": [engine.model_name]})
             elif len(parts) == 3 and parts[:2] == ["v2", "models"] and self._model_path(parts):
                 self._json(200, self._metadata())
             elif len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "configs":

@@ -1,0 +1,120 @@
+"""A small Open Inference Protocol client: binary tensors over keep-alive HTTP/1.1 connections."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+
+class ServerUnreachable(ConnectionError):
+    """The server did not answer; the message names the URL."""
+
+
+class OIPClient:
+    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+        u = urlparse(url if "://" in url else f"http://{url}")
+        if u.scheme != "http" or not u.hostname:
+            raise ValueError(f"server URL must look like http://HOST:PORT, got {url!r}")
+        self.url = f"http://{u.hostname}:{u.port or 80}"
+        self.host, self.port = u.hostname, u.port or 80
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        return conn
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        for attempt in (0, 1):  # one retry on a connection the server closed while idle
+            conn = self._conn()
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+                r = conn.getresponse()
+                data = r.read()
+                if r.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    self._local.conn = None
+                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+            except (ConnectionError, http.client.HTTPException, OSError) as e:
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise ServerUnreachable(f"no answer from {self.url}{path}: {e}") from e
+        raise AssertionError("unreachable")
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        status, _, body = self.request("GET", path)
+        if status != 200:
+            raise ValueError(f"GET {path} answered {status}: {body[:200]!r}")
+        return json.loads(body)
+
+    def model_name(self) -> str:
+        return self.get_json("/v2")["models"][0]
+
+    def metadata(self, model: str) -> dict[str, Any]:
+        return self.get_json(f"/v2/models/{model}")
+
+    def metrics(self) -> str:
+        return self.request("GET", "/metrics")[2].decode()
+
+    def load(self, model: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        status, _, body = self.request("POST", f"/v2/repository/models/{model}/load",
+                                       json.dumps({"parameters": parameters}).encode())
+        doc = json.loads(body)
+        if status != 200:
+            raise ValueError(doc.get("error", f"load answered {status}"))
+        return doc
+
+    def infer_uint8(self, model: str, image: np.ndarray, *, priority: int | None = None,
+                    latency_budget_ms: float | None = None) -> tuple[int, dict[str, Any], np.ndarray | None]:
+        """Send raw uint8 pixels ``(C, H, W)`` in binary form; returns status, response header, logits."""
+        params: dict[str, Any] = {}
+        if priority is not None:
+            params["priority"] = priority
+        if latency_budget_ms is not None:
+            params["latency_budget_ms"] = latency_budget_ms
+        raw = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+        header = json.dumps({"parameters": params,
+                             "inputs": [{"name": "image", "shape": list(image.shape), "datatype": "UINT8",
+                                         "parameters": {"binary_data_size": len(raw)}}],
+                             "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+        status, headers, body = self.request("POST", f"/v2/models/{model}/infer", header + raw,
+                                             {"Inference-Header-Content-Length": str(len(header)),
+                                              "Content-Type": "application/octet-stream"})
+        if status != 200:
+            try:
+                return status, json.loads(body), None
+            except json.JSONDecodeError:
+                return status, {"error": body[:200].decode(errors="replace")}, None
+        n = int(headers["inference-header-content-length"])
+        doc = json.loads(body[:n])
+        logits = np.frombuffer(body[n:], dtype="<f4").reshape(doc["outputs"][0]["shape"])
+        return status, doc, logits
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """The unlabelled-by-outcome totals of the server's Prometheus text (sums over label sets)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{")[0]
+        if name == "edgeskip_requests_total":
+            name += "_" + name_labels.split('outcome="')[1].split('"')[0]
+        try:
+            out[name] = out.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+        if name == "edgeskip_energy_joules_total":
+            out["energy_estimate"] = float('estimate="true"' in name_labels)
+            out["energy_source_is_sensor"] = float("powercap" in name_labels or "hwmon" in name_labels)
+    return out

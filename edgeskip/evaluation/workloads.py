@@ -1,0 +1,84 @@
+"""Workload generators: when each request is sent (Korol et al., Sec. III-B; MLPerf Server scenario).
+
+* ``paper``: one request every T seconds; every 10th request the rate is re-drawn with up to
+  25 % random deviation (uniform in ±25 % of T) and held for the next 10, seeded — the paper's
+  "25 % random workload deviation every 10th request".
+* ``poisson``: exponential inter-arrival times at ``rate`` requests/s, seeded.
+* ``trace``: arrival offsets replayed from a file (one number of seconds per line, or a JSON
+  list), sorted, truncated to ``n``.
+
+Each returns arrival offsets in seconds from the start of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeskip.registry import Registry
+
+
+@dataclass
+class WorkloadSpec:
+    n: int
+    period_s: float | None = None
+    rate_hz: float | None = None
+    seed: int = 0
+    trace: Path | None = None
+
+
+Workload = Callable[[WorkloadSpec], list[float]]
+WORKLOADS: Registry[Workload] = Registry("workload")
+
+
+def _period(spec: WorkloadSpec) -> float:
+    if spec.period_s is not None:
+        return spec.period_s
+    if spec.rate_hz:
+        return 1.0 / spec.rate_hz
+    raise ValueError("this workload needs --period-ms or --rate")
+
+
+@WORKLOADS.register("paper")
+def paper(spec: WorkloadSpec) -> list[float]:
+    rng = random.Random(spec.seed)
+    base = _period(spec)
+    period, t, out = base, 0.0, []
+    for i in range(spec.n):
+        if i and i % 10 == 0:
+            period = base * (1 + rng.uniform(-0.25, 0.25))
+        out.append(t)
+        t += period
+    return out
+
+
+@WORKLOADS.register("poisson")
+def poisson(spec: WorkloadSpec) -> list[float]:
+    rng = random.Random(spec.seed)
+    rate = 1.0 / _period(spec)
+    t, out = 0.0, []
+    for _ in range(spec.n):
+        out.append(t)
+        t += rng.expovariate(rate)
+    return out
+
+
+@WORKLOADS.register("trace")
+def trace(spec: WorkloadSpec) -> list[float]:
+    if spec.trace is None:
+        raise ValueError("the trace workload needs --trace FILE")
+    try:
+        text = Path(spec.trace).read_text()
+    except OSError as e:
+        raise ValueError(f"cannot read trace {spec.trace}: {e}") from e
+    try:
+        values = json.loads(text) if text.lstrip().startswith("[") else [float(x) for x in text.split()]
+        offsets = sorted(float(v) for v in values)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"trace {spec.trace} must hold numbers of seconds (one per line, or a JSON list): {e}") from e
+    if not offsets or offsets[0] < 0:
+        raise ValueError(f"trace {spec.trace} is empty or has negative offsets")
+    return [o - offsets[0] for o in offsets][: spec.n]

@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,19 +15,17 @@ import numpy as np
 import pytest
 from edgeskip_runtime import Bundle, CompiledModel
 
+from edgeskip.evaluation.client import OIPClient, parse_metrics
+from edgeskip.evaluation.local_server import LocalServer
 
-class Server:
+
+class Server(LocalServer):
+    """The real server subprocess, with request helpers for the tests."""
+
     def __init__(self, bundle: Path, tmp: Path, *args: str) -> None:
         self.log = tmp / "decisions.jsonl"
-        cmd = [sys.executable, "-m", "edgeskip_runtime.cli", "serve", str(bundle), "--port", "0", "--no-pin",
-               "--decision-log", str(self.log), *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line = self.proc.stdout.readline()
-        if "serving" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line}{self.proc.stdout.read()}")
-        self.port = int(line.rsplit(":", 1)[1].split()[0])
-        self.model = line.split("serving ")[1].split()[0]
+        super().__init__(bundle, "--no-pin", "--decision-log", str(self.log), *args)
+        self.client = OIPClient(self.url)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -46,21 +42,9 @@ class Server:
         return status, json.loads(body)
 
     def counts(self) -> dict[str, float]:
-        _, _, body = self.request("GET", "/metrics")
-        out = {}
-        for line in body.decode().splitlines():
-            if line.startswith("edgeskip_requests_total"):
-                out[line.split('outcome="')[1].split('"')[0]] = float(line.split()[-1])
-            elif line.startswith("edgeskip_requests_received_total"):
-                out["received"] = float(line.split()[-1])
-        return out
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        m = parse_metrics(self.client.metrics())
+        return {"received": m["edgeskip_requests_received_total"],
+                **{k: m.get(f"edgeskip_requests_total_{k}", 0.0) for k in ("processed", "dropped", "rejected")}}
 
 
 @pytest.fixture(scope="module")
@@ -298,7 +282,7 @@ def test_hot_reload_success_and_failure(host_bundle: Path, tmp_path: Path) -> No
         deadline = time.time() + 20
         line = ""
         while time.time() < deadline and "reload" not in line:
-            line = s.proc.stdout.readline()
+            line = s.readline()
         assert "reload failed" in line
         assert s.json("POST", f"/v2/models/{s.model}/infer", infer_doc(image(2)))[0] == 200
         shutil.rmtree(good)
@@ -306,7 +290,7 @@ def test_hot_reload_success_and_failure(host_bundle: Path, tmp_path: Path) -> No
         os.kill(s.proc.pid, signal.SIGHUP)
         line = ""
         while time.time() < deadline + 20 and "loaded" not in line:
-            line = s.proc.stdout.readline()
+            line = s.readline()
         assert line.startswith("loaded")
     finally:
         s.stop()

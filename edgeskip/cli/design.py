@@ -142,15 +142,22 @@ def list_registered() -> None:
 @click.option("--train", "retrain", is_flag=True, help="Retrain both models instead of using the shipped checkpoints.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Epochs with --train.")
 @click.option("--full", is_flag=True, help="Evaluate on the whole validation and test splits (slower).")
+@click.option("--design-only", is_flag=True, help="Stop after the design-time steps (no compile or serving).")
+@click.option("--requests", type=click.IntRange(min=10), default=300, show_default=True,
+              help="Requests of the paper workload in the serving step.")
 @data_options
-def demo(out: Path, retrain: bool, epochs: int, full: bool, threads, data_dir, limit, device) -> None:
-    """Run the design-time pipeline on Fashion-MNIST with the shipped ResNet-20 checkpoints.
+def demo(out: Path, retrain: bool, epochs: int, full: bool, design_only: bool, requests: int, threads, data_dir,
+         limit, device) -> None:
+    """Run the whole pipeline on Fashion-MNIST with the shipped ResNet-20 checkpoints.
 
-    Sensitivity analysis, Pareto front (with exhaustive search) and Figure 1, written to OUT.
-    Evaluation uses 2000 samples per split unless --full or --limit is given.
+    Design time (sensitivity, Pareto front with exhaustive search, Figure 1), export to ONNX,
+    IREE compilation for the host and the Odroid XU4, profiling on this machine, then the
+    adaptive server on loopback under the paper's workload against static no-skip, with the
+    Table I ratios. Results go to OUT. Evaluation uses 2000 samples per split unless --full
+    or --limit is given.
     """
     from edgeskip.demo import run_demo
 
     set_threads(threads)
     run_demo(out, retrain=retrain, epochs=epochs, limit=None if full else (limit or 2000), device=device,
-             data_dir=data_dir)
+             data_dir=data_dir, serve=not design_only, requests=requests)

@@ -1,0 +1,45 @@
+"""Start the real server (``edgeskip-runtime serve``) as a subprocess on loopback, e.g. for the
+demo and the tests, and stop it again. The port is chosen by the OS and read from the
+server's first line of output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+
+
+class LocalServer:
+    def __init__(self, bundle: str | Path, *args: str, host: str = "127.0.0.1") -> None:
+        cmd = [sys.executable, "-m", "edgeskip_runtime.cli", "serve", str(bundle), "--host", host, "--port", "0",
+               *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "serving" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"the server did not start: {line}{self.proc.stdout.read()}")
+        self.port = int(line.rsplit(":", 1)[1].split()[0])
+        self.model = line.split("serving ")[1].split()[0]
+        self.url = f"http://{host}:{self.port}"
+
+    def readline(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeskip_runtime.bundle import Bundle
+from edgeskip_runtime.bundle import Bundle, BundleError
 from edgeskip_runtime.pinning import pin_current_thread, task_topology_flags
 
 DRIVERS = ("local-sync", "local-task")
@@ -52,7 +52,7 @@ class CompiledModel:
         try:
             vm_module = rt.VmModule.mmap(config.vm_instance, str(bundle.vmfb))
         except (RuntimeError, ValueError) as e:
-            raise RuntimeError(f"IREE could not load {bundle.vmfb}: {e}") from e
+            raise BundleError(f"IREE could not load {bundle.vmfb} (truncated or corrupt module?): {e}") from e
         self._context.add_vm_module(vm_module)
         self._fn = self._context.modules[vm_module.name][bundle.function]
         self._cfg_dtype = np.dtype(self.cfg_spec.dtype)

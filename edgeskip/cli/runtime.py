@@ -54,7 +54,8 @@ def serve(args: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("url")
-@click.option("--workload", default="paper", show_default=True, help="paper, poisson or trace.")
+@click.option("--workload", default="paper", show_default=True,
+              help="paper, poisson, trace, or loadgen (MLPerf LoadGen Server scenario).")
 @click.option("--requests", "n", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Requests per second.")
 @click.option("--period-ms", type=click.FloatRange(min=0, min_open=True), default=None,

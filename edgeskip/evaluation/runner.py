@@ -11,6 +11,7 @@ from typing import Any
 
 from edgeskip.evaluation.bench import load_inputs, run_workload, table1_ratios
 from edgeskip.evaluation.client import OIPClient
+from edgeskip.evaluation.loadgen import run_loadgen
 from edgeskip.evaluation.report import write_report
 from edgeskip.evaluation.workloads import WORKLOADS, WorkloadSpec
 
@@ -42,8 +43,12 @@ def run_bench(url: str, opts: BenchOptions) -> dict[str, Any]:
     if period_s is None and opts.rate_hz is None and opts.workload != "trace":
         # On the host, a period tied to the profiled no-skip latency emulates the board's overload regime.
         period_s = opts.period_factor * meta["no_skip_latency_ms"] / 1e3
-    offsets = WORKLOADS.get(opts.workload)(WorkloadSpec(opts.requests, period_s, opts.rate_hz, opts.seed, opts.trace))
-    inputs = load_inputs(opts.dataset or meta["dataset"], len(offsets), opts.seed, opts.data_dir)
+    if opts.workload == "loadgen":
+        offsets = []
+    else:
+        spec = WorkloadSpec(opts.requests, period_s, opts.rate_hz, opts.seed, opts.trace)
+        offsets = WORKLOADS.get(opts.workload)(spec)
+    inputs = load_inputs(opts.dataset or meta["dataset"], opts.requests, opts.seed, opts.data_dir)
     runs: dict[str, dict[str, Any]] = {}
     plan = [("static no-skip", "static", {"static_config": 0}), (opts.policy, opts.policy, {})] if opts.compare \
         else [(opts.policy, None, {})]
@@ -51,13 +56,19 @@ def run_bench(url: str, opts: BenchOptions) -> dict[str, Any]:
         for name, policy, settings in plan:
             if policy is not None:
                 client.load(model, {"policy": policy, "settings": settings})
-            runs[name] = run_workload(client, model, offsets, inputs, budget_ms=opts.budget_ms, sla_ms=opts.sla_ms,
-                                      progress=opts.progress, label=f"bench {name}")
+            if opts.workload == "loadgen":
+                qps = opts.rate_hz or 1.0 / period_s
+                runs[name] = run_loadgen(client, model, inputs, target_qps=qps, min_queries=opts.requests,
+                                         target_latency_ms=opts.sla_ms or 10 * meta["no_skip_latency_ms"],
+                                         log_dir=opts.out / f"loadgen-{name.replace(' ', '-')}")
+            else:
+                runs[name] = run_workload(client, model, offsets, inputs, budget_ms=opts.budget_ms,
+                                          sla_ms=opts.sla_ms, progress=opts.progress, label=f"bench {name}")
     finally:
         if opts.compare:  # leave the server on the policy the user asked for
             client.load(model, {"policy": opts.policy})
     doc: dict[str, Any] = {"schema": "edgeskip.bench/1", "url": client.url, "model": model, "workload": opts.workload,
-                           "requests": len(offsets), "period_ms": None if period_s is None else period_s * 1e3,
+                           "requests": opts.requests, "period_ms": None if period_s is None else period_s * 1e3,
                            "seed": opts.seed, "runs": runs}
     if opts.compare:
         doc["table1"] = table1_ratios(runs["static no-skip"], runs[opts.policy])

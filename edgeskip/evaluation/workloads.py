@@ -7,7 +7,8 @@
 * ``trace``: arrival offsets replayed from a file (one number of seconds per line, or a JSON
   list), sorted, truncated to ``n``.
 
-Each returns arrival offsets in seconds from the start of the run.
+Each returns arrival offsets in seconds from the start of the run. The fourth workload,
+``loadgen``, lets MLPerf LoadGen schedule the queries itself (see ``loadgen.py``).
 """
 
 from __future__ import annotations

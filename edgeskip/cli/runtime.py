@@ -59,7 +59,8 @@ def serve(args: tuple[str, ...]) -> None:
 @click.option("--requests", "n", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Requests per second.")
 @click.option("--period-ms", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Time between requests (default: --period-factor x the profiled no-skip latency).")
+              help="Time between requests (default: --period-factor x the no-skip service time: the larger "
+                   "of the profiled no-skip latency and a measured round trip).")
 @click.option("--period-factor", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--trace", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Arrival offsets in seconds (trace workload).")

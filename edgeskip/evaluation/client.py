@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 from typing import Any
 from urllib.parse import urlparse
@@ -28,7 +29,14 @@ class OIPClient:
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            try:
+                conn.connect()
+            except OSError as e:
+                raise ServerUnreachable(f"no answer from {self.url}: {e}") from e
+            # http.client sends headers and body separately: TCP_NODELAY avoids the Nagle/delayed-ACK stall.
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.conn = conn
         return conn
 
     def request(self, method: str, path: str, body: bytes | None = None,

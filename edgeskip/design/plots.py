@@ -5,19 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: boards and CI have no display
-import matplotlib.pyplot as plt
-
-from edgeskip.atomic import atomic_path
 from edgeskip.design.pareto import ConfigPoint
-
-
-def _save(fig, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+from edgeskip.plotting import finish, plt, save_png
 
 
 def plot_figure1(doc: dict[str, Any], path: str | Path) -> None:
@@ -27,12 +16,9 @@ def plot_figure1(doc: dict[str, Any], path: str | Path) -> None:
         ax.plot(xs, [100 * p["mean"] for p in entry["curve"]], marker="o", label=entry["label"])
         ax.fill_between(xs, [100 * p["min"] for p in entry["curve"]], [100 * p["max"] for p in entry["curve"]],
                         alpha=0.2)
-    ax.set_xlabel("skipped blocks N")
-    ax.set_ylabel(f"{doc['split']} accuracy (%)")
-    ax.set_title(f"Accuracy when skipping blocks ({doc['draws']} random configs per N, min-max band)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    _save(fig, path)
+    finish(ax, "skipped blocks N", f"{doc['split']} accuracy (%)",
+           f"Accuracy when skipping blocks ({doc['draws']} random configs per N, min-max band)")
+    save_png(fig, path)
 
 
 def plot_accuracy_vs_skipped(candidates: list[ConfigPoint], path: str | Path, title: str = "") -> None:
@@ -41,12 +27,8 @@ def plot_accuracy_vs_skipped(candidates: list[ConfigPoint], path: str | Path, ti
     ax.plot(xs, [100 * p.val_accuracy for p in candidates], marker="o", label="validation (selects)")
     if all(p.test_accuracy is not None for p in candidates):
         ax.plot(xs, [100 * p.test_accuracy for p in candidates], marker="s", label="test (reported)")
-    ax.set_xlabel("skipped blocks N (least sensitive first)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title or "Accuracy against skipped blocks")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    _save(fig, path)
+    finish(ax, "skipped blocks N (least sensitive first)", "accuracy (%)", title or "Accuracy against skipped blocks")
+    save_png(fig, path)
 
 
 def plot_pareto(candidates: list[ConfigPoint], front: list[ConfigPoint], path: str | Path,
@@ -66,9 +48,5 @@ def plot_pareto(candidates: list[ConfigPoint], front: list[ConfigPoint], path: s
     for p in fs:
         ax.annotate(str(p.n_skipped), (p.latency_ms, 100 * p.val_accuracy), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
-    ax.set_xlabel("latency (ms, batch 1)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title("Pareto front of skip configurations")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
+    finish(ax, "latency (ms, batch 1)", "validation accuracy (%)", "Pareto front of skip configurations", 8)
+    save_png(fig, path)

@@ -5,18 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from edgeskip.atomic import atomic_path, write_json
-
-
-def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+from edgeskip.plotting import finish, plt, save_png
 
 
 def plot_timeline(runs: dict[str, dict[str, Any]], path: Path) -> None:
@@ -26,12 +16,8 @@ def plot_timeline(runs: dict[str, dict[str, Any]], path: Path) -> None:
         ax.step([p["t"] for p in done], [p["n_skipped"] for p in done], where="post", label=f"{name}: skipped blocks")
         drops = [p["t"] for p in run["timeline"] if p["status"] == 503]
         ax.scatter(drops, [-0.3] * len(drops), marker="|", s=40, label=f"{name}: drops")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("skipped blocks")
-    ax.set_title("Configuration chosen per processed request")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    finish(ax, "time (s)", "skipped blocks", "Configuration chosen per processed request", 8)
+    save_png(fig, path)
 
 
 def plot_skipped_histogram(runs: dict[str, dict[str, Any]], path: Path) -> None:
@@ -40,10 +26,8 @@ def plot_skipped_histogram(runs: dict[str, dict[str, Any]], path: Path) -> None:
     for j, (name, run) in enumerate(runs.items()):
         hist = {int(k): v for k, v in run["skipped_histogram"].items()}
         ax.bar([k + j * width for k in hist], list(hist.values()), width=width, label=name)
-    ax.set_xlabel("skipped blocks")
-    ax.set_ylabel("processed requests")
-    ax.legend(fontsize=8)
-    _save(fig, path)
+    finish(ax, "skipped blocks", "processed requests", legend_fontsize=8)
+    save_png(fig, path)
 
 
 def markdown(doc: dict[str, Any]) -> str:

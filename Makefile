@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeskip-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint bench dataset venv clean
+.PHONY: demo test lint bench dataset venv clean aarch64-runtime sshd
 
 venv: $(STAMP)
 
@@ -33,13 +33,31 @@ dataset:
 		echo "(or put the four idx .gz files in a folder and pass --data-dir)"; \
 	fi
 
+# Debian's openssh-server and -client, for the deploy tests (a throwaway sshd on loopback). Root only.
+sshd:
+	@if [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null 2>&1; then \
+		echo "openssh: found /usr/sbin/sshd and ssh"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "openssh: installing Debian's openssh-server and openssh-client"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server openssh-client >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server openssh-client; }; \
+	else \
+		echo "openssh-server is missing; the deploy tests will be skipped. Install it with:"; \
+		echo "  sudo apt-get install openssh-server openssh-client"; \
+	fi
+
+# qemu-user + arm64 sysroot (Debian, root only) and the aarch64 iree-run-module (PyPI wheel), for the
+# test that runs an rpi4 bundle under emulation. Idempotent; without root it says what to install.
+aarch64-runtime: $(STAMP)
+	@sh tests/tools/install_aarch64_runtime.sh $(PY)
+
 demo: $(STAMP) dataset
 	$(VENV)/bin/edgeskip demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: $(STAMP) dataset lint
+test: $(STAMP) dataset aarch64-runtime sshd lint
 	$(PY) -m pytest
 
 bench: $(STAMP) dataset

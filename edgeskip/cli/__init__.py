@@ -33,6 +33,8 @@ def main() -> None:
     """
 
 
+from edgeskip.cli import compile as compile_commands  # noqa: E402,F401  (export, compile, targets)
+from edgeskip.cli import deploy as deploy_commands  # noqa: E402,F401  (board-check, deploy, rollback)
 from edgeskip.cli import design, runtime  # noqa: E402,F401  (register the commands)
 
 __all__ = ["main"]

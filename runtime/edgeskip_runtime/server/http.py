@@ -32,6 +32,9 @@ DRAIN_LIMIT = 64 << 20  # refused bodies up to this size are drained; larger one
 class EdgeskipHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog must hold a burst of concurrent senders: the stdlib default of 5 resets
+    # connections under load instead of letting the server answer them (with 503 if busy).
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], engine: InferenceEngine, max_body_bytes: int = DEFAULT_MAX_BODY):
         super().__init__(address, Handler)

@@ -1,0 +1,239 @@
+"""Latency of the compiled gCNN on this machine (batch 1), written as JSON (Korol et al., Sec. II-A.2 and III).
+
+For each model (random-init weights: timing does not depend on training), everything is
+compiled for the ``host`` target and measured round-robin in one run, so every ratio compares
+like with like on a noisy machine:
+
+(a) gate overhead: gated, all blocks on / plain (no gates), same IREE flags (goal <= 1.02);
+(b) skip scaling: skipping the N least-index blocks / all on, next to the MAC ratio;
+(c) peers: ONNX Runtime 1 thread (plain and gated ONNX) and PyTorch eager 1 thread; goal: gated
+    IREE at full depth >= 1.3x faster than ONNX Runtime on the gated ONNX;
+(d) config switching: a different configuration every call / the same one (goal <= 1.01);
+(e) drivers: local-task / local-sync, with and without the ``gate-conditions-without-host-syncs``
+    pass (the pass should bring local-task down to local-sync).
+
+    nice -n 15 python benchmarks/compile_bench.py --models resnet20 --out runs/bench/compile_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from compiler_passes import DEFAULT_PIPELINE
+from edgeskip.atomic import write_json
+from edgeskip.compile.export import OPSET, export_gated
+from edgeskip.compile.iree import CompileLog, compile_onnx, iree_version
+from edgeskip.gating import GatedModel
+from edgeskip.models import create_model
+from edgeskip.models.cost import mac_profile
+from targets import get_target
+
+NO_HOST_SYNC_PASS = tuple(p for p in DEFAULT_PIPELINE if p != "gate-conditions-without-host-syncs")
+
+
+def export_plain(model: torch.nn.Module, shape: list[int]) -> onnx.ModelProto:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (torch.zeros(1, *shape),), dynamo=True, opset_version=OPSET,
+                                    verbose=False, input_names=["image"], output_names=["logits"])
+    return program.model_proto
+
+
+def iree_fn(vmfb: Path, driver: str) -> Callable[..., Any]:
+    import iree.runtime as rt
+
+    ctx = rt.SystemContext(config=rt.Config(driver))
+    ctx.add_vm_module(rt.VmModule.mmap(ctx.instance, str(vmfb)))
+    fn = ctx.modules.module["main_graph"]
+    return lambda *args: np.asarray(fn(*args))  # copy back: the result must be complete
+
+
+def ort_fn(model: onnx.ModelProto) -> Callable[..., Any]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return lambda *args: session.run(None, dict(zip(names, args, strict=True)))[0]
+
+
+def round_robin(variants: dict[str, Callable[[], Any]], rounds: int, per_round: int) -> dict[str, list[float]]:
+    """Per variant, ``rounds`` medians of ``per_round`` back-to-back calls, variants interleaved each round."""
+    samples: dict[str, list[float]] = {k: [] for k in variants}
+    for fn in variants.values():  # warm-up
+        for _ in range(3):
+            fn()
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            times = []
+            for _ in range(per_round):
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+            samples[name].append(statistics.median(times) * 1e3)
+    return samples
+
+
+def ratio(samples: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of a/b (each round measured the two side by side)."""
+    return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
+
+
+def bench_model(name: str, rounds: int, per_round: int, work: Path) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=3).eval()
+    shape = [3, 32, 32]
+    host = get_target("host")
+    t0 = time.perf_counter()
+    gated_proto, b_s = export_gated(model, shape)
+    plain_proto = export_plain(model, shape)
+    export_s = time.perf_counter() - t0
+
+    builds: dict[str, dict[str, Any]] = {}
+    for label, proto, passes in [("plain", plain_proto, ("channels-last-branch-weights",)),
+                                 ("gated", gated_proto, DEFAULT_PIPELINE),
+                                 ("gated-no-host-sync-pass", gated_proto, NO_HOST_SYNC_PASS)]:
+        d = work / f"{name}-{label}"
+        d.mkdir()
+        t = time.perf_counter()
+        log = CompileLog()
+        # The plain model has no If: the pass leaves it unchanged but brings the same channels-last flag.
+        flags = compile_onnx(onnx.ModelProto.FromString(proto.SerializeToString()), host, d / "model.vmfb", d,
+                             b_s, passes=passes if label != "plain" else (), log=log,
+                             extra_flags=() if label != "plain" else _pass_flags(passes))
+        builds[label] = {"vmfb": d / "model.vmfb", "flags": flags, "compile_s": round(time.perf_counter() - t, 2),
+                         "passes": log.passes()}
+
+    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    xt = torch.from_numpy(x)
+    on = np.ones(b_s, np.int64)
+    fns = {label: {d: iree_fn(b["vmfb"], d) for d in ("local-sync", "local-task")} for label, b in builds.items()}
+    torch.set_num_threads(1)
+    gated_eager = GatedModel(model).eval()
+    ort_plain, ort_gated = ort_fn(plain_proto), ort_fn(gated_proto)
+
+    # Skip scaling: skip the N least-index blocks.
+    ns = list(range(b_s + 1)) if b_s <= 8 else sorted({*range(0, b_s + 1, max(1, b_s // 8)), b_s})
+    masks = {n: np.array([0] * n + [1] * (b_s - n), np.int64) for n in ns}
+    macs = mac_profile(model, shape)
+
+    variants: dict[str, Callable[[], Any]] = {
+        "iree_plain_sync": lambda: fns["plain"]["local-sync"](x),
+        "iree_plain_task": lambda: fns["plain"]["local-task"](x),
+        "iree_gated_sync": lambda: fns["gated"]["local-sync"](x, on),
+        "iree_gated_task": lambda: fns["gated"]["local-task"](x, on),
+        "iree_gated_nopass_sync": lambda: fns["gated-no-host-sync-pass"]["local-sync"](x, on),
+        "iree_gated_nopass_task": lambda: fns["gated-no-host-sync-pass"]["local-task"](x, on),
+        "ort_plain_1t": lambda: ort_plain(x),
+        "ort_gated_1t": lambda: ort_gated(x, on),
+    }
+    with torch.no_grad():
+        variants["torch_plain_1t"] = lambda: model(xt)
+        variants["torch_gated_1t"] = lambda: gated_eager(xt, torch.from_numpy(on))
+        for n, m in masks.items():
+            if n:
+                variants[f"iree_gated_sync_skip{n}"] = lambda m=m: fns["gated"]["local-sync"](x, m)
+
+        # Config switching: same multiset of configurations, each call a new one vs each call a repeat.
+        rng = random.Random(0)
+        pool = [on, np.zeros(b_s, np.int64)] + [np.array([rng.randint(0, 1) for _ in range(b_s)], np.int64)
+                                                 for _ in range(14)]
+        samples = round_robin(variants, rounds, per_round)
+        switch_samples = _switching_rounds(fns["gated"]["local-sync"], x, pool, rounds)
+
+    med = {k: round(statistics.median(v), 4) for k, v in samples.items()}
+    skip = []
+    for n in ns:
+        key = "iree_gated_sync" if n == 0 else f"iree_gated_sync_skip{n}"
+        skip.append({"n_skipped": n, "latency_ms": med[key],
+                     "latency_ratio": round(ratio(samples, key, "iree_gated_sync"), 4) if n else 1.0,
+                     "mac_ratio": round(macs.macs(masks[n].tolist()) / macs.total, 4)})
+    gate_overhead = ratio(samples, "iree_gated_sync", "iree_plain_sync")
+    vs_ort = ratio(samples, "ort_gated_1t", "iree_gated_sync")
+    switch_ratio = statistics.median(s / f for s, f in zip(*switch_samples, strict=True))
+    return {
+        "model": name, "skippable_blocks": b_s, "export_s": round(export_s, 1),
+        "builds": {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in b.items()}
+                   for k, b in builds.items()},
+        "median_ms": med,
+        "a_gate_overhead": {"gated_all_on_over_plain": round(gate_overhead, 4), "goal": "<= 1.02",
+                            "met": gate_overhead <= 1.02},
+        "b_skip_scaling": skip,
+        "c_peers": {"ort_gated_over_iree_gated": round(vs_ort, 3), "goal": ">= 1.3", "met": vs_ort >= 1.3,
+                    "ort_plain_over_iree_plain": round(ratio(samples, "ort_plain_1t", "iree_plain_sync"), 3),
+                    "torch_gated_over_iree_gated": round(ratio(samples, "torch_gated_1t", "iree_gated_sync"), 3),
+                    "torch_plain_over_iree_plain": round(ratio(samples, "torch_plain_1t", "iree_plain_sync"), 3)},
+        "d_config_switching": {"switching_over_fixed": round(switch_ratio, 4), "goal": "<= 1.01",
+                               "met": switch_ratio <= 1.01, "configs": len(pool)},
+        "e_drivers": {
+            "gated_task_over_sync_with_pass": round(ratio(samples, "iree_gated_task", "iree_gated_sync"), 3),
+            "gated_task_over_sync_without_pass": round(ratio(samples, "iree_gated_nopass_task",
+                                                             "iree_gated_nopass_sync"), 3),
+            "plain_task_over_sync": round(ratio(samples, "iree_plain_task", "iree_plain_sync"), 3),
+        },
+    }
+
+
+def _pass_flags(passes: tuple[str, ...]) -> list[str]:
+    from compiler_passes import get_pass
+
+    return [f for p in passes for f in get_pass(p).iree_flags]
+
+
+def _switching_rounds(fn: Callable[..., Any], x: np.ndarray, pool: list[np.ndarray],
+                      rounds: int) -> tuple[list[float], list[float]]:
+    """Per round: total time of the pool's calls when each call changes the config, and when each repeats it."""
+    switching, fixed = [], []
+    for _ in range(rounds):
+        total = 0.0
+        for m in pool:  # the previous call had another configuration
+            t = time.perf_counter()
+            fn(x, m)
+            total += time.perf_counter() - t
+        switching.append(total)
+        total = 0.0
+        for m in pool:
+            fn(x, m)  # untimed: now the timed call repeats the configuration
+            t = time.perf_counter()
+            fn(x, m)
+            total += time.perf_counter() - t
+        fixed.append(total)
+    return switching, fixed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="resnet20,resnet110")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--per-round", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/compile_bench.json"))
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            results.append(bench_model(name, args.rounds, args.per_round, Path(tmp)))
+            print(f"{name}: done")
+    doc = {"schema": "edgeskip.compile_bench/1", "machine": platform.machine(), "processor": platform.processor(),
+           "iree_version": iree_version(), "torch": torch.__version__, "rounds": args.rounds,
+           "per_round": args.per_round, "models": results}
+    write_json(args.out, doc)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

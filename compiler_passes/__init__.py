@@ -1,0 +1,81 @@
+"""Named compiler passes of the gCNN compile flow (Korol et al., Sec. II-A.2: lowering input-dependent gates
+to ``if`` blocks in an IREE flow), each registered by name, tested, and reported in the compile log.
+
+Two stages: ``onnx`` passes rewrite the exported ``onnx.ModelProto`` before import;
+``input`` passes rewrite or check the module after ``iree-compile --compile-to=input``
+(an ``iree.compiler.ir.Module``), before the rest of the compilation. A pass may name IREE
+flags it relies on (``iree_flags``). Every module of this package is imported on first use,
+so a new pass is a new file with a ``@register_pass`` class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from edgeskip.registry import Registry
+
+
+class PassError(RuntimeError):
+    """A pass found the model in a state it must refuse (the message says what and where)."""
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """What passes know about the model: B_s and where cfg enters the entry function."""
+
+    num_gates: int
+    cfg_input: str = "cfg"
+    cfg_arg_index: int = 1  # position of cfg among the entry function's arguments (image, cfg)
+    entry: str = "main_graph"
+
+
+class CompilerPass(ABC):
+    name: ClassVar[str]
+    stage: ClassVar[str]  # "onnx" or "input"
+    description: ClassVar[str]
+    iree_flags: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def run(self, ir: Any, ctx: PassContext) -> dict[str, Any]:
+        """Rewrite or check ``ir`` in place; return a short summary for the compile log."""
+
+
+PASSES: Registry[type[CompilerPass]] = Registry("compiler pass")
+STAGES = ("onnx", "input")
+# The default pipeline, in order within each stage: check the gates, then rewrite their conditions.
+DEFAULT_PIPELINE = ("channels-last-branch-weights", "verify-gates-mlir", "gate-conditions-without-host-syncs")
+_discovered = False
+
+
+def register_pass(cls: type[CompilerPass]) -> type[CompilerPass]:
+    if cls.stage not in STAGES:
+        raise ValueError(f"pass {cls.name}: stage must be one of {STAGES}, got {cls.stage!r}")
+    return PASSES.register(cls.name)(cls)
+
+
+def _discover() -> None:
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        for info in pkgutil.iter_modules(__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{info.name}")
+
+
+def get_pass(name: str) -> CompilerPass:
+    """An instance of the registered pass ``name`` (unknown names list the known ones)."""
+    _discover()
+    return PASSES.get(name)()
+
+
+def list_passes() -> list[str]:
+    _discover()
+    return PASSES.names()
+
+
+__all__ = ["DEFAULT_PIPELINE", "PASSES", "CompilerPass", "PassContext", "PassError", "get_pass", "list_passes",
+           "register_pass"]

@@ -1,0 +1,59 @@
+"""Compile-time commands (Korol et al., Sec. II-A.2, Step 2 of Fig. 3 and deployment): export, compile, targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeskip.cli import main
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="ONNX file to write.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Static batch size of the exported model.")
+def export(checkpoint: Path, out: Path, batch_size: int) -> None:
+    """Export a checkpoint as the gated ONNX model (opset 18, inputs image and cfg, one If per gate)."""
+    from edgeskip.compile.export import export_checkpoint
+
+    result = export_checkpoint(checkpoint, out, batch_size=batch_size)
+    click.echo(f"wrote {out}: {result.metadata.model}, {len(result.gates)} gates (B_s), verified")
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", required=True, help="Board to compile for (see `edgeskip targets`).")
+@click.option("--pareto", "pareto_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output of `edgeskip pareto` for this model.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle folder.")
+@click.option("--passes", default=None,
+              help="Comma-separated compiler passes (default: all of the default pipeline; '' for none).")
+def compile_model(model: Path, target: str, pareto_path: Path, out: Path, passes: str | None) -> None:
+    """Compile a gated ONNX MODEL with IREE for a board and write a bundle folder.
+
+    The bundle holds model.vmfb, pareto.json, compile.log and manifest.json (edgeskip.bundle/1).
+    """
+    from compiler_passes import DEFAULT_PIPELINE, get_pass
+    from edgeskip.compile.bundle import build_bundle
+    from targets import get_target
+
+    board = get_target(target)  # fail on an unknown board before any work
+    names = DEFAULT_PIPELINE if passes is None else tuple(p for p in passes.split(",") if p)
+    for name in names:
+        get_pass(name)
+    bundle = build_bundle(model, board, pareto_path, out, passes=names)
+    m = bundle.manifest
+    click.echo(f"wrote {out}: {m['model']} for {board.name} ({board.triple}, {board.cpu}), "
+               f"passes: {', '.join(m['compiler']['passes']) or 'none'}")
+
+
+@main.command("targets")
+def list_boards() -> None:
+    """List the boards edgeskip compiles for."""
+    from targets import get_target, list_targets
+
+    for name in list_targets():
+        t = get_target(name)
+        click.echo(f"{name}: {t.description} [{t.triple}, cpu {t.cpu}]")

@@ -1,0 +1,155 @@
+"""A deployable bundle for one board (Korol et al., Sec. II-A.2 and II-B: one executable holds every
+skip configuration; the runtime picks configurations from the Pareto front).
+
+``edgeskip compile MODEL.onnx --target T --pareto PARETO.json --out BUNDLE/`` writes::
+
+    BUNDLE/model.vmfb     the compiled gCNN, entry main_graph(image, cfg)
+    BUNDLE/pareto.json    the operating points (checked: skippable_blocks == cfg length)
+    BUNDLE/compile.log    passes, commands, flags and timings
+    BUNDLE/manifest.json  schema edgeskip.bundle/1 (below), with the sha256 of every other file
+
+The folder is built in a temporary sibling and renamed into place, so a reader sees the old
+bundle or the new one, never a half-written one. Manifest, ``edgeskip.bundle/1``::
+
+    {"schema", "model", "dataset", "normalization": {mean, std}, "skippable_blocks",
+     "entry_function", "inputs": [{name, shape, dtype}], "outputs": [{name, shape, dtype}],
+     "target": {name, triple, cpu, features, float_abi, arch, big/little/serving cores, power},
+     "compiler": {"iree_version", "flags", "passes"}, "executables": [ELF facts],
+     "compile_log": [steps], "files": {name: sha256}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from compiler_passes import DEFAULT_PIPELINE
+from edgeskip.atomic import write_json
+from edgeskip.compile.elf import describe_executables
+from edgeskip.compile.errors import CompileError
+from edgeskip.compile.iree import ENTRY_FUNCTION, CompileLog, compile_onnx, iree_version
+from edgeskip.compile.metadata import ExportMetadata, read_metadata
+from edgeskip.compile.onnx_gates import cfg_length, verify_gates
+from edgeskip.design.pareto import ParetoFront
+from targets import Target, get_target
+
+SCHEMA = "edgeskip.bundle/1"
+_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32"}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """Read and check an ONNX file; a missing, truncated or corrupt file raises a clear CompileError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompileError(f"ONNX model {path} does not exist")
+    try:
+        model = onnx.load_model(str(path))
+        onnx.checker.check_model(model)
+    except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CompileError(f"{path} is not a readable ONNX model (corrupt or truncated?): {first}") from e
+    if not model.graph.node:
+        raise CompileError(f"{path} is not a readable ONNX model (corrupt or truncated?): it has no nodes")
+    return model
+
+
+def _io(values: Sequence[onnx.ValueInfoProto]) -> list[dict[str, Any]]:
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        out.append({"name": v.name, "shape": [int(d.dim_value) for d in t.shape.dim],
+                    "dtype": _DTYPES.get(t.elem_type, onnx.TensorProto.DataType.Name(t.elem_type).lower())})
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_pareto(pareto_path: Path, meta: ExportMetadata, b_s: int) -> ParetoFront:
+    front = ParetoFront.load(pareto_path)
+    if front.skippable_blocks != b_s:
+        raise CompileError(f"{pareto_path} is for a model with {front.skippable_blocks} skippable blocks, but the "
+                           f"ONNX model's cfg input has {b_s} entries ({meta.model}); "
+                           "use the Pareto file of this model")
+    return front
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    # A directory cannot be os.replace()d over a non-empty one: move the old one aside first.
+    old = None
+    if out.exists():
+        if not (out / "manifest.json").is_file():
+            raise CompileError(f"{out} exists and is not an edgeskip bundle; refusing to replace it")
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str | Path, out: str | Path,
+                 passes: Sequence[str] = DEFAULT_PIPELINE, extra_flags: Sequence[str] = ()) -> Bundle:
+    """Compile ``onnx_path`` for ``target`` and write the bundle folder ``out`` atomically."""
+    t0 = time.perf_counter()
+    board = target if isinstance(target, Target) else get_target(target)  # unknown: lists the known boards
+    model = load_onnx(onnx_path)
+    meta = read_metadata(model, str(onnx_path))
+    b_s = cfg_length(model)
+    pareto_path, out = Path(pareto_path), Path(out)
+    front = _check_pareto(pareto_path, meta, b_s)
+    gates = verify_gates(model, expected=meta.skippable_blocks)
+    inputs, outputs = _io(model.graph.input), _io(model.graph.output)
+    log = CompileLog()
+    log.add("check", "onnx-gates", time.perf_counter() - t0, gates=len(gates))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is read by the serving user too
+    try:
+        work = tmp / ".work"
+        work.mkdir()
+        dump = work / "executables"
+        flags = compile_onnx(model, board, tmp / "model.vmfb", work, b_s, passes=passes,
+                             extra_flags=[*extra_flags, f"--iree-hal-dump-executable-binaries-to={dump}"], log=log)
+        executables = describe_executables(dump, board)
+        shutil.copyfile(pareto_path, tmp / "pareto.json")
+        shutil.rmtree(work)
+        log.add("total", "compile", time.perf_counter() - t0)
+        (tmp / "compile.log").write_text(log.text())
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        manifest = {
+            "schema": SCHEMA, "model": meta.model, "dataset": meta.dataset, "normalization": meta.normalization,
+            "skippable_blocks": b_s, "block_names": meta.block_names, "pareto_configs": len(front.configs),
+            "entry_function": ENTRY_FUNCTION, "inputs": inputs, "outputs": outputs,
+            "target": board.to_dict(),
+            "compiler": {"iree_version": iree_version(),
+                         "flags": [f for f in flags if not f.startswith("--iree-hal-dump-executable-binaries-to")],
+                         "passes": log.passes()},
+            "executables": executables, "compile_log": log.steps, "files": files,
+        }
+        write_json(tmp / "manifest.json", manifest)
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Bundle(out, manifest)

@@ -1,0 +1,66 @@
+"""Export a trained checkpoint as a gated ONNX model, the gCNN (Korol et al., Sec. II-A.2, Step 2 of Fig. 3).
+
+The gates of :class:`~edgeskip.gating.GatedModel` are ``torch.cond`` while exporting, so the
+dynamo exporter writes one ONNX ``If`` per skippable block (then: the block, else: identity)
+and the skip configuration becomes a second input, ``cfg`` (int64, B_s entries). Before
+anything is written, the graph is checked: exactly B_s real If nodes whose conditions read
+cfg[0..B_s-1], then ``onnx.checker``. The file is written atomically and carries the model
+name, dataset and normalisation (:mod:`edgeskip.compile.metadata`) for ``edgeskip compile``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+
+from edgeskip.atomic import atomic_path
+from edgeskip.compile.metadata import ExportMetadata, write_metadata
+from edgeskip.compile.onnx_gates import CFG_INPUT, IMAGE_INPUT, Gate, verify_gates
+from edgeskip.gating import GatedModel
+from edgeskip.models.protocol import skippable_blocks
+from edgeskip.training.checkpoint import load_checkpoint
+
+OPSET = 18
+OUTPUT_NAME = "logits"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    gates: list[Gate]
+    metadata: ExportMetadata
+
+
+def export_gated(model: torch.nn.Module, input_shape: list[int], batch_size: int = 1) -> tuple[onnx.ModelProto, int]:
+    """Export ``GatedModel(model)`` to an in-memory ONNX model; returns it with B_s."""
+    gated = GatedModel(model).eval()
+    image = torch.zeros(batch_size, *input_shape)
+    cfg = torch.ones(gated.num_gates, dtype=torch.int64)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not for our users
+        program = torch.onnx.export(gated, (image, cfg), dynamo=True, opset_version=OPSET, verbose=False,
+                                    input_names=[IMAGE_INPUT, CFG_INPUT], output_names=[OUTPUT_NAME])
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
+    return program.model_proto, gated.num_gates
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, batch_size: int = 1) -> ExportResult:
+    """Export ``checkpoint`` to ``out`` (gated ONNX, opset 18), verified and written atomically."""
+    ck = load_checkpoint(checkpoint)
+    model = ck.build_model()
+    proto, b_s = export_gated(model, list(ck.input_shape), batch_size)
+    gates = verify_gates(proto, expected=b_s)
+    meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
+                          input_shape=[int(v) for v in ck.input_shape],
+                          block_names=[b.name for b in skippable_blocks(model)])
+    write_metadata(proto, meta)
+    onnx.checker.check_model(proto, full_check=True)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        onnx.save_model(proto, str(tmp))
+    return ExportResult(out, gates, meta)

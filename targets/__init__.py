@@ -1,0 +1,115 @@
+"""Edge boards that edgeskip compiles for (Korol et al., Sec. II-A.2: "compile ... onto edge platforms").
+
+One file per board in this folder registers a :class:`Target` with :func:`register_target`
+(like timm's ``@register_model``); every module here is imported on first use, so a new board
+is a new file and nothing else. This package needs no torch: the board runtime reads it too.
+
+    from targets import get_target, list_targets
+    get_target("odroid-xu4").iree_flags()
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgeskip.registry import Registry
+
+
+@dataclass(frozen=True)
+class CorePower:
+    """Power of one core of a type, in watts: idle (clock-gated, online) and busy (one thread at full load)."""
+
+    idle_w: float
+    busy_w: float
+
+
+@dataclass(frozen=True)
+class PowerFigures:
+    """Board power for an energy model: the board at idle plus per-core increments by core type.
+
+    Approximate figures from public measurements (``source``); measure your own board to be exact.
+    """
+
+    board_idle_w: float | None
+    cores: dict[str, CorePower]
+    source: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """A board: how to compile for it (LLVM triple, CPU, features, float ABI) and how to serve on it."""
+
+    name: str
+    description: str
+    triple: str
+    cpu: str
+    features: tuple[str, ...]
+    float_abi: str | None  # "hard", "soft" or None (the triple's default; only meaningful on 32-bit ARM)
+    arch: str  # what platform.machine() reports on the board: x86_64, aarch64, armv7l
+    big_cores: tuple[int, ...]
+    little_cores: tuple[int, ...] = ()
+    serving_cores: tuple[int, ...] = ()  # cores the serving thread is pinned to (default: the big cores)
+    power: PowerFigures | None = None
+    extra_flags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.float_abi not in (None, "hard", "soft"):
+            raise ValueError(f"target {self.name}: float_abi must be 'hard', 'soft' or None, got {self.float_abi!r}")
+        if not self.serving_cores:
+            object.__setattr__(self, "serving_cores", self.big_cores)
+
+    def iree_flags(self) -> list[str]:
+        """The llvm-cpu flags that select this board's code generation."""
+        flags = [
+            "--iree-hal-target-device=local",
+            "--iree-hal-local-target-device-backends=llvm-cpu",
+            f"--iree-llvmcpu-target-triple={self.triple}",
+            f"--iree-llvmcpu-target-cpu={self.cpu}",
+        ]
+        if self.features:
+            flags.append(f"--iree-llvmcpu-target-cpu-features={','.join(self.features)}")
+        if self.float_abi:  # the armv7 default is softfp; the board's libc is hard-float
+            flags.append(f"--iree-llvmcpu-target-float-abi={self.float_abi}")
+        return flags + list(self.extra_flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("features", "big_cores", "little_cores", "serving_cores", "extra_flags"):
+            d[key] = list(d[key])
+        return d
+
+
+TARGETS: Registry[Target] = Registry("target")
+_discovered = False
+
+
+def register_target(target: Target) -> Target:
+    """Register a board (call it at import time in a module of this package)."""
+    return TARGETS.register(target.name)(target)
+
+
+def _discover() -> None:
+    # Import every board module once; registration happens at import (no list to keep in sync).
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        for info in pkgutil.iter_modules(__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{info.name}")
+
+
+def get_target(name: str) -> Target:
+    """The registered board called ``name``; an unknown name raises an error listing the known ones."""
+    _discover()
+    return TARGETS.get(name)
+
+
+def list_targets() -> list[str]:
+    _discover()
+    return TARGETS.names()
+
+
+__all__ = ["TARGETS", "CorePower", "PowerFigures", "Target", "get_target", "list_targets", "register_target"]

@@ -10,8 +10,6 @@ so a new pass is a new file with a ``@register_pass`` class.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -44,11 +42,10 @@ class CompilerPass(ABC):
         """Rewrite or check ``ir`` in place; return a short summary for the compile log."""
 
 
-PASSES: Registry[type[CompilerPass]] = Registry("compiler pass")
+PASSES: Registry[type[CompilerPass]] = Registry("compiler pass", discover="compiler_passes")
 STAGES = ("onnx", "input")
 # The default pipeline, in order within each stage: check the gates, then rewrite their conditions.
 DEFAULT_PIPELINE = ("channels-last-branch-weights", "verify-gates-mlir", "gate-conditions-without-host-syncs")
-_discovered = False
 
 
 def register_pass(cls: type[CompilerPass]) -> type[CompilerPass]:
@@ -57,23 +54,12 @@ def register_pass(cls: type[CompilerPass]) -> type[CompilerPass]:
     return PASSES.register(cls.name)(cls)
 
 
-def _discover() -> None:
-    global _discovered
-    if not _discovered:
-        _discovered = True
-        for info in pkgutil.iter_modules(__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
-
-
 def get_pass(name: str) -> CompilerPass:
     """An instance of the registered pass ``name`` (unknown names list the known ones)."""
-    _discover()
     return PASSES.get(name)()
 
 
 def list_passes() -> list[str]:
-    _discover()
     return PASSES.names()
 
 

@@ -10,8 +10,6 @@ is a new file and nothing else. This package needs no torch: the board runtime r
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -82,8 +80,7 @@ class Target:
         return d
 
 
-TARGETS: Registry[Target] = Registry("target")
-_discovered = False
+TARGETS: Registry[Target] = Registry("target", discover="targets")  # one module per board
 
 
 def register_target(target: Target) -> Target:
@@ -91,24 +88,12 @@ def register_target(target: Target) -> Target:
     return TARGETS.register(target.name)(target)
 
 
-def _discover() -> None:
-    # Import every board module once; registration happens at import (no list to keep in sync).
-    global _discovered
-    if not _discovered:
-        _discovered = True
-        for info in pkgutil.iter_modules(__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
-
-
 def get_target(name: str) -> Target:
     """The registered board called ``name``; an unknown name raises an error listing the known ones."""
-    _discover()
     return TARGETS.get(name)
 
 
 def list_targets() -> list[str]:
-    _discover()
     return TARGETS.names()
 
 

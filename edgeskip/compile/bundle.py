@@ -20,7 +20,6 @@ bundle or the new one, never a half-written one. Manifest, ``edgeskip.bundle/1``
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from edgeskip_runtime.bundle import sha256_file
 from google.protobuf.message import DecodeError
 
 from compiler_passes import DEFAULT_PIPELINE
@@ -76,14 +76,6 @@ def _io(values: Sequence[onnx.ValueInfoProto]) -> list[dict[str, Any]]:
         out.append({"name": v.name, "shape": [int(d.dim_value) for d in t.shape.dim],
                     "dtype": _DTYPES.get(t.elem_type, onnx.TensorProto.DataType.Name(t.elem_type).lower())})
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_pareto(pareto_path: Path, meta: ExportMetadata, b_s: int) -> ParetoFront:
@@ -136,7 +128,7 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
         shutil.rmtree(work)
         log.add("total", "compile", time.perf_counter() - t0)
         (tmp / "compile.log").write_text(log.text())
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         manifest = {
             "schema": SCHEMA, "model": meta.model, "dataset": meta.dataset, "normalization": meta.normalization,
             "skippable_blocks": b_s, "block_names": meta.block_names, "pareto_configs": len(front.configs),

@@ -6,6 +6,8 @@ adding a model, dataset or policy is a new decorated function, never a new ``if`
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -22,9 +24,20 @@ class UnknownNameError(KeyError):
 class Registry(Generic[T]):
     """Maps names to factories of one kind (``kind`` appears in error messages)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, discover: str | None = None) -> None:
+        """``discover``: a package whose public modules register entries when imported; they are
+        imported on first lookup, so a new entry is a new file with no list to keep in sync."""
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._discover_package = discover
+
+    def _discover(self) -> None:
+        package, self._discover_package = self._discover_package, None
+        if package is not None:
+            path = importlib.import_module(package).__path__
+            for info in pkgutil.iter_modules(path):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{package}.{info.name}")
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator: register ``obj`` under ``name`` (default: its ``__name__``, ``_`` -> ``-``)."""
@@ -39,6 +52,7 @@ class Registry(Generic[T]):
         return decorate
 
     def get(self, name: str) -> T:
+        self._discover()
         try:
             return self._entries[name]
         except KeyError:
@@ -46,9 +60,11 @@ class Registry(Generic[T]):
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
+        self._discover()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._discover()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:

@@ -103,3 +103,12 @@ def test_console_script_help_explains_commands() -> None:
     out = subprocess.run([sys.executable, "-m", "edgeskip", "--help"], capture_output=True, text=True, check=True)
     for command in ("train", "sensitivity", "pareto", "figure1", "demo", "list"):
         assert command in out.stdout
+
+
+def test_evaluate_command(synthetic_checkpoint: Path) -> None:
+    full = run("evaluate", synthetic_checkpoint, "--limit", 100).output
+    skipped = run("evaluate", synthetic_checkpoint, "--limit", 100, "--mask", "000000").output
+    assert "mask [1, 1, 1, 1, 1, 1]" in full and "mask [0, 0, 0, 0, 0, 0]" in skipped
+    assert "test" in full and full != skipped
+    bad = run("evaluate", synthetic_checkpoint, "--mask", "12", ok=False)
+    assert bad.exit_code != 0 and "0/1 digits" in bad.output

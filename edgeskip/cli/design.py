@@ -51,6 +51,25 @@ def _data_options(data_dir: Path | None, limit: int | None, device: str):
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--mask", default=None, help="Skip configuration as 0/1 digits, e.g. 110111 (default: all ones).")
+@data_options
+def evaluate(checkpoint: Path, mask: str | None, threads, data_dir, limit, device) -> None:
+    """Validation and test accuracy of a checkpoint at full depth (or under --mask)."""
+    from edgeskip.design.workflow import evaluate_checkpoint
+
+    set_threads(threads)
+    bits = None
+    if mask is not None:
+        if not mask or set(mask) - {"0", "1"}:
+            raise click.BadParameter(f"--mask must be 0/1 digits, got {mask!r}")
+        bits = [int(c) for c in mask]
+    r = evaluate_checkpoint(checkpoint, _data_options(data_dir, limit, device), bits)
+    click.echo(f"{r['model']} ({r['recipe']}, epoch {r['epoch']}) on {r['dataset']}, mask {r['mask']}: "
+               f"val {r['val_accuracy']:.4f} (n={r['n_val']}), test {r['test_accuracy']:.4f} (n={r['n_test']})")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--ranker", default="sensitivity", show_default=True,
               help="sensitivity (the paper's), l2, random, or greedy (re-rank after each removal).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random ranker.")

@@ -51,6 +51,16 @@ def open_session(checkpoint_path: str | Path, options: DataOptions) -> Session:
     return Session(ck, data, ConfigEvaluator(ck.build_model(), data, device=options.device))
 
 
+def evaluate_checkpoint(checkpoint_path: str | Path, options: DataOptions,
+                        mask: list[int] | None = None) -> dict[str, Any]:
+    """Validation and test accuracy of a checkpoint at full depth (or under ``mask``)."""
+    s = open_session(checkpoint_path, options)
+    cfg = mask if mask is not None else [1] * s.evaluator.num_blocks
+    return {"model": s.checkpoint.model, "dataset": s.checkpoint.dataset, "recipe": s.checkpoint.recipe,
+            "epoch": s.checkpoint.epoch, "mask": cfg, "val_accuracy": s.evaluator.accuracy(cfg, "val"),
+            "test_accuracy": s.evaluator.accuracy(cfg, "test"), "n_val": len(s.data.val), "n_test": len(s.data.test)}
+
+
 def sensitivity(checkpoint_path: str | Path, out: str | Path, options: DataOptions, *, ranker: str = "sensitivity",
                 seed: int = 0, progress: bool = True) -> dict[str, Any]:
     s = open_session(checkpoint_path, options)

@@ -329,8 +329,11 @@ def test_full_disk_during_upload(sshd, bundle_a: Path, bundle_b: Path, tmp_path:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_rollback_without_previous(board: Board, bundle_a: Path) -> None:
+def test_redeploy_and_rollback_without_previous(board: Board, bundle_a: Path) -> None:
     assert board.deploy(bundle_a).exit_code == 0
+    r = board.deploy(bundle_a)  # the same bundle again: verified where it is, not uploaded, just restarted
+    assert r.exit_code == 0 and "already on the board (verified)" in r.output
+    assert board.link("previous") is None
     r = board.cli("rollback", "--board", board.sshd.board, "--dir", str(board.dir))
     assert r.exit_code == 1 and "no previous bundle" in r.output
     assert board.link("current") == f"bundles/{bid(bundle_a)}" and board.ready()

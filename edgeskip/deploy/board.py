@@ -187,8 +187,8 @@ def match_targets(facts: BoardFacts) -> list[TargetMatch]:
         if name == "host":
             # `host` is code for the compiling machine's own CPU: any board of its architecture may run it
             # only if its CPU has the same features, which a core count cannot tell.
-            matches.append(TargetMatch(name, False, f"architecture {facts.arch}; code for the compiling "
-                                                    "machine's CPU (runs here only with the same CPU features)"))
+            matches.append(TargetMatch(name, True, f"architecture {facts.arch} (host bundles carry code for the "
+                                                   "compiling machine's CPU: the board's needs the same features)"))
             continue
         big, little = set(t.big_cores), set(t.little_cores)
         if clusters is not None:
@@ -201,7 +201,7 @@ def match_targets(facts: BoardFacts) -> list[TargetMatch]:
                       if exact else f"architecture matches; {len(big | little)} cores expected, "
                                     f"{len(facts.cores)} found")
         matches.append(TargetMatch(name, exact, reason))
-    matches.sort(key=lambda m: (not m.exact, m.name == "host"))
+    matches.sort(key=lambda m: (not m.exact, m.name == "host"))  # a named board before the generic host
     return matches
 
 

@@ -174,7 +174,10 @@ svc_start() {{
     echo $! > "$DIR/edgeskip.pid.tmp" && mv -f "$DIR/edgeskip.pid.tmp" "$DIR/edgeskip.pid" )
 }}
 svc_alive() {{ p=$(svc_pid) && running "$p"; }}
-svc_log() {{ tail -n 20 "$DIR/service.log" 2>/dev/null; }}
+svc_log() {{  # what the last start wrote (each start begins with a "--- " line)
+  awk '/^--- /{{n = 0}} {{line[n++] = $0}} END {{for (i = (n > 20 ? n - 20 : 0); i < n; i++) print line[i]}}' \
+    "$DIR/service.log" 2>/dev/null
+}}
 """
 
 

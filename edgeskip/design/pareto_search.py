@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from edgeskip_runtime.stats import LatencyStats
+
 from edgeskip.design.config_eval import ConfigEvaluator, all_masks
 from edgeskip.design.latency import measure_torch_latency
 from edgeskip.design.pareto import ConfigPoint, ParetoFront, hypervolume, pareto_filter
@@ -35,13 +37,13 @@ def candidates_from_order(order: list[int]) -> list[SkipConfig]:
     return [SkipConfig.skipping(len(order), order[:n]) for n in range(len(order) + 1)]
 
 
-def _points(evaluator: ConfigEvaluator, masks: list[SkipConfig], costs: MacProfile, input_shape: list[int],
-            *, with_test: bool, repeats: int, label: str, progress: bool) -> list[ConfigPoint]:
-    latencies, source = measure_torch_latency(evaluator.gated, masks, input_shape, repeats=repeats)
+def _points(evaluator: ConfigEvaluator, masks: list[SkipConfig], costs: MacProfile, timing: dict[tuple, LatencyStats],
+            source: str, *, with_test: bool, label: str, progress: bool) -> list[ConfigPoint]:
     points = []
     with progress_bar(progress) as bar:
         task = bar.add_task(label, total=len(masks), info="")
-        for m, lat in zip(masks, latencies, strict=True):
+        for m in masks:
+            lat = timing[m.mask]
             val = evaluator.accuracy(m, "val")
             test = evaluator.accuracy(m, "test") if with_test else None
             points.append(ConfigPoint(list(m.mask), val, lat.median_ms, costs.macs(m.mask), test, source,
@@ -55,8 +57,18 @@ def build_pareto(evaluator: ConfigEvaluator, order: list[int], costs: MacProfile
                  repeats: int = 30, progress: bool = True) -> ParetoResult:
     """Evaluate the sensitivity candidates, keep the Pareto-optimal ones, optionally compare to all masks."""
     n = evaluator.num_blocks
-    candidates = _points(evaluator, candidates_from_order(order), costs, input_shape, with_test=True,
-                         repeats=repeats, label="pareto candidates", progress=progress)
+    if exhaustive is None:
+        exhaustive = 2**n <= EXHAUSTIVE_LIMIT
+    if exhaustive and 2**n > EXHAUSTIVE_LIMIT:
+        raise ValueError(f"exhaustive search over 2^{n} masks is too large (limit {EXHAUSTIVE_LIMIT})")
+    cand_masks = candidates_from_order(order)
+    # One timing run (round-robin) over every mask that is evaluated, so that candidates and the
+    # exhaustive set share one latency scale on a machine whose speed drifts.
+    timed = all_masks(n) if exhaustive else cand_masks
+    stats, source = measure_torch_latency(evaluator.gated, timed, input_shape, repeats=repeats)
+    timing = {m.mask: st for m, st in zip(timed, stats, strict=True)}
+    candidates = _points(evaluator, cand_masks, costs, timing, source, with_test=True, label="pareto candidates",
+                         progress=progress)
     kept = pareto_filter(candidates)
     for p in candidates:
         p.extra["pareto_optimal"] = any(p is k for k in kept)
@@ -68,22 +80,14 @@ def build_pareto(evaluator: ConfigEvaluator, order: list[int], costs: MacProfile
                             "n_test": len(evaluator.data.test), "candidates": len(candidates)}
     every = every_front = None
     ratio = None
-    if exhaustive is None:
-        exhaustive = 2**n <= EXHAUSTIVE_LIMIT
     if exhaustive:
-        if 2**n > EXHAUSTIVE_LIMIT:
-            raise ValueError(f"exhaustive search over 2^{n} masks is too large (limit {EXHAUSTIVE_LIMIT})")
-        every = _points(evaluator, all_masks(n), costs, input_shape, with_test=False, repeats=max(5, repeats // 3),
-                        label="exhaustive search", progress=progress)
-        # Latency of the two sets comes from separate runs; compare on one scale by re-using
-        # the exhaustive timing for the candidates' masks.
-        timing = {tuple(p.mask): p.latency_ms for p in every}
-        cand_same_scale = [ConfigPoint(p.mask, p.val_accuracy, timing[tuple(p.mask)]) for p in candidates]
+        every = _points(evaluator, all_masks(n), costs, timing, source, with_test=False, label="exhaustive search",
+                        progress=progress)
         every_front = pareto_filter(every)
         ref_acc = min(p.val_accuracy for p in every)
         ref_lat = max(p.latency_ms for p in every)
         true_hv = hypervolume(every, ref_acc, ref_lat)
-        ratio = hypervolume(cand_same_scale, ref_acc, ref_lat) / true_hv if true_hv > 0 else 1.0
+        ratio = hypervolume(candidates, ref_acc, ref_lat) / true_hv if true_hv > 0 else 1.0
         meta.update({"exhaustive_configs": len(every), "exhaustive_front_size": len(every_front),
                      "hypervolume_ratio": ratio,
                      "hypervolume_reference": {"val_accuracy": ref_acc, "latency_ms": ref_lat}})

@@ -33,6 +33,10 @@ class DecisionLog:
             logger.addHandler(handler)
             self._logger = logger
 
+    @property
+    def enabled(self) -> bool:
+        return self._logger is not None
+
     def write(self, event: str, request_id: str | None, policy: str, state: dict[str, Any], config: int | None,
               n_skipped: int | None, reason: str) -> None:
         if self._logger is None:

@@ -145,7 +145,8 @@ class InferenceEngine:
             if not self._slots.acquire(blocking=False):
                 reason = policy.on_busy(req, arrival)
                 self.metrics.outcome("dropped")
-                self.log.write("drop", rid, self.policy_name, policy.state(), None, None, reason)
+                self.log.write("drop", rid, self.policy_name, policy.state() if self.log.enabled else {}, None,
+                               None, reason)
                 raise Dropped("worker busy" + (" and queue full" if self.max_queue else ""))
             self._in_flight += 1
             if busy:
@@ -198,7 +199,7 @@ class InferenceEngine:
             latency_ms = (time.perf_counter() - t0) * 1e3
             with self._lock:
                 loaded.policy.on_done(req, self.clock(), latency_ms)
-                state = loaded.policy.state()
+                state = loaded.policy.state() if self.log.enabled else {}  # skip the dict when not logging
         total_ms = (self.clock() - job.arrival) * 1e3
         budget = job.request.latency_budget_ms if job.request.latency_budget_ms is not None else self.sla_ms
         self.metrics.processed(latency_ms / 1e3, point.index, point.n_skipped,

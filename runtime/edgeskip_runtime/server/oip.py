@@ -106,7 +106,9 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
                             f"with 1 <= N <= {MAX_BATCH}, got {tensor.get('shape')}")
     count = math.prod(shape)
     dtype = DTYPES[datatype]
-    params = tensor.get("parameters", {}) if isinstance(tensor.get("parameters", {}), dict) else {}
+    params = tensor.get("parameters", {})
+    if not isinstance(params, dict):
+        raise OIPError(400, "the image's 'parameters' must be an object")
     if "binary_data_size" in params:
         size = params["binary_data_size"]
         if size != count * dtype.itemsize or len(binary) != size:

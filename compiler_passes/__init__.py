@@ -44,8 +44,10 @@ class CompilerPass(ABC):
 
 PASSES: Registry[type[CompilerPass]] = Registry("compiler pass", discover="compiler_passes")
 STAGES = ("onnx", "input")
-# The default pipeline, in order within each stage: check the gates, then rewrite their conditions.
-DEFAULT_PIPELINE = ("channels-last-branch-weights", "verify-gates-mlir", "gate-conditions-without-host-syncs")
+# The default pipeline, in order within each stage: lay the gates out channels-last, then check the
+# gates, then rewrite their conditions.
+DEFAULT_PIPELINE = ("channels-last-gate-boundaries", "channels-last-branch-weights", "verify-gates-mlir",
+                    "gate-conditions-without-host-syncs")
 
 
 def register_pass(cls: type[CompilerPass]) -> type[CompilerPass]:

@@ -31,12 +31,15 @@ def _image(shape: list[int], seed: int = 0) -> np.ndarray:
     return torch.randn(1, *shape, generator=torch.Generator().manual_seed(seed)).numpy()
 
 
-def _iree_function(vmfb: Path, driver: str):
+def _iree_function(vmfb: Path, driver: str, allocator: str = "caching"):
     import iree.runtime as rt
 
-    ctx = rt.SystemContext(config=rt.Config(driver))
-    ctx.add_vm_module(rt.VmModule.mmap(ctx.instance, str(vmfb)))
-    return ctx.modules.module["main_graph"]
+    from edgeskip_runtime.module import create_context, to_numpy
+
+    ctx, instance = create_context(driver, allocator)
+    ctx.add_vm_module(rt.VmModule.mmap(instance, str(vmfb)))
+    fn = ctx.modules.module["main_graph"]
+    return lambda *args: to_numpy(fn(*args))
 
 
 def test_bundle_layout_and_manifest(bundles, synthetic_checkpoint: Path) -> None:
@@ -56,8 +59,8 @@ def test_bundle_layout_and_manifest(bundles, synthetic_checkpoint: Path) -> None
                 "little_cores", "power"):
         assert key in m["target"], key
     assert m["compiler"]["iree_version"] == "3.13.0"
-    assert m["compiler"]["passes"] == ["channels-last-branch-weights", "verify-gates-mlir",
-                                       "gate-conditions-without-host-syncs"]
+    assert m["compiler"]["passes"] == ["channels-last-gate-boundaries", "channels-last-branch-weights",
+                                       "verify-gates-mlir", "gate-conditions-without-host-syncs"]
     assert any(f.startswith("--iree-llvmcpu-target-cpu=") for f in m["compiler"]["flags"])
     log = (bundle.path / "compile.log").read_text()
     assert all(p in log for p in m["compiler"]["passes"])
@@ -71,11 +74,13 @@ def test_bundle_opens_in_the_board_runtime(bundles) -> None:
     assert b.function == "main_graph" and b.input("cfg").shape == (6,)
 
 
-@pytest.mark.parametrize("driver", ["local-sync", "local-task"])
-def test_compiled_model_equals_eager_pytorch(bundles, synthetic_checkpoint: Path, driver: str) -> None:
+@pytest.mark.parametrize(("driver", "allocator"),
+                         [("local-sync", "caching"), ("local-task", "caching"), ("local-sync", "default")])
+def test_compiled_model_equals_eager_pytorch(bundles, synthetic_checkpoint: Path, driver: str,
+                                             allocator: str) -> None:
     ck = load_checkpoint(synthetic_checkpoint)
     gated = GatedModel(ck.build_model()).eval()
-    fn = _iree_function(bundles("host").path / "model.vmfb", driver)
+    fn = _iree_function(bundles("host").path / "model.vmfb", driver, allocator)
     x = _image(ck.input_shape)
     outputs = set()
     for mask in MASKS:

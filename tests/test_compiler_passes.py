@@ -15,7 +15,7 @@ from onnx import numpy_helper
 
 from compiler_passes import DEFAULT_PIPELINE, PassContext, PassError, get_pass, list_passes
 from compiler_passes._mlir import all_ifs, defining_op, entry_function
-from edgeskip.compile.iree import compile_flags, import_to_input, iree_compile
+from edgeskip.compile.iree import compile_flags, compile_onnx, import_to_input, iree_compile
 from targets import get_target
 
 CTX = PassContext(num_gates=6)
@@ -59,6 +59,53 @@ def test_channels_last_branch_weights_keeps_numbers_and_stores_hwio(gated_onnx: 
         feeds = {"image": x, "cfg": np.array(mask, dtype=np.int64)}
         a, b = (s.run(None, feeds)[0] for s in sessions)
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+
+
+# --- channels-last-gate-boundaries ------------------------------------------------------------------
+
+def _ort_outputs(model: onnx.ModelProto) -> list[np.ndarray]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return [session.run(None, {"image": x, "cfg": np.array(m, dtype=np.int64)})[0] for m in MASKS]
+
+
+def test_channels_last_gate_boundaries_keeps_numbers_and_makes_gates_nhwc(gated_onnx: Path) -> None:
+    original = onnx.load(str(gated_onnx))
+    model = onnx.load(str(gated_onnx))
+    summary = get_pass("channels-last-gate-boundaries").run(model, CTX)
+    assert summary["gates_rewritten"] == 6 and summary["ifs_left_alone"] == 0
+    # One layout change into NHWC per stage: consecutive gates hand NHWC straight on.
+    assert summary["layout_changes"] == 3
+    onnx.checker.check_model(model, full_check=True)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for node in (n for n in model.graph.node if n.op_type == "If"):
+        for g in (a.g for a in node.attribute):
+            first, last = g.node[0], g.node[-1]
+            assert first.op_type == "Transpose" and list(first.attribute[0].ints) == [0, 3, 1, 2]
+            assert last.op_type == "Transpose" and list(last.attribute[0].ints) == [0, 2, 3, 1]
+            dims = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim]
+            assert dims[1] == dims[2] and dims[3] in (16, 32, 64), f"branch output is not NHWC: {dims}"
+            nhwc_in = first.input[0]
+            assert nhwc_in in producer and producer[nhwc_in].op_type in ("Transpose", "If")
+    for a, b in zip(_ort_outputs(original), _ort_outputs(model), strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)  # ORT may pick other kernels for NHWC
+
+
+def _per_call_command_buffers(model: onnx.ModelProto, passes: tuple[str, ...], work: Path) -> int:
+    """``hal.command_buffer.create`` in the compiled entry function: command buffers recorded on every call."""
+    work.mkdir()
+    out = work / "model.vm.mlir"
+    compile_onnx(model, get_target("host"), out, work, 6, passes=passes, extra_flags=["--compile-to=vm"])
+    text = out.read_text()
+    entry = text[text.index("vm.func private @main_graph$async("):text.index("vm.export @main_graph$async ")]
+    return entry.count("@hal.command_buffer.create(")
+
+
+def test_gate_boundaries_let_iree_memoize_every_branch(gated_onnx: Path, tmp_path: Path) -> None:
+    without = tuple(p for p in DEFAULT_PIPELINE if p != "channels-last-gate-boundaries")
+    assert _per_call_command_buffers(onnx.load(str(gated_onnx)), without, tmp_path / "without") > 0
+    assert _per_call_command_buffers(onnx.load(str(gated_onnx)), DEFAULT_PIPELINE, tmp_path / "with") == 0
 
 
 # --- verify-gates-mlir ------------------------------------------------------------------------------

@@ -48,6 +48,23 @@ def test_batch_and_single_inference(host_copy: Path) -> None:
     assert not np.array_equal(model.infer(x, [1] * 6), model.infer(x, [0] * 6))
 
 
+def test_results_outlive_the_model(host_copy: Path) -> None:
+    # With IREE's caching allocator, a result viewing device memory crashed the process once the
+    # model (and its device) was gone; results must be copies the caller owns.
+    code = ("import gc, sys, numpy as np; from edgeskip_runtime import Bundle, CompiledModel; "
+            "m = CompiledModel(Bundle.open(sys.argv[1])); x = np.ones((2, 1, 32, 32), np.float32); "
+            "outs = [m.infer(x, [1] * 6), m.infer_raw(x[:1], m.check_cfg([0] * 6))]; "
+            "del m; gc.collect(); print(float(sum(o.sum() for o in outs)))")
+    out = subprocess.run([sys.executable, "-c", code, str(host_copy)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-1500:]}"
+    assert np.isfinite(float(out.stdout.strip()))
+
+
+def test_unknown_allocator_is_refused(host_copy: Path) -> None:
+    with pytest.raises(ValueError, match="unknown allocator 'arena'"):
+        CompiledModel(Bundle.open(host_copy), allocator="arena")
+
+
 @pytest.mark.parametrize(
     ("image", "cfg", "message"),
     [

@@ -16,6 +16,10 @@ from edgeskip_runtime.bundle import Bundle, BundleError
 from edgeskip_runtime.pinning import pin_current_thread, task_topology_flags
 
 DRIVERS = ("local-sync", "local-task")
+# "caching" keeps freed device buffers for reuse: every taken gate branch allocates its result and
+# scratch afresh, and without a cache each call paid page faults for them (ResNet-20, local-sync:
+# gated 1.01 -> 0.84 ms per call with iree-benchmark-module, the plain model unchanged).
+ALLOCATORS = ("caching", "default")
 
 
 class InputError(ValueError):
@@ -31,10 +35,32 @@ def _iree() -> Any:
     return rt
 
 
+def create_context(driver: str = "local-sync", allocator: str = "caching") -> tuple[Any, Any]:
+    """An IREE ``(SystemContext, VmInstance)`` on a new ``driver`` device with the given allocator."""
+    if driver not in DRIVERS:
+        raise ValueError(f"unknown driver {driver!r}; use one of {DRIVERS}")
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"unknown allocator {allocator!r}; use one of {ALLOCATORS}")
+    rt = _iree()
+    device = rt.get_driver(driver).create_default_device(allocators=None if allocator == "default" else [allocator])
+    config = rt.Config(device=device)
+    return rt.SystemContext(config=config), config.vm_instance
+
+
+def to_numpy(result: Any) -> np.ndarray:
+    """Copy a module result to host memory the caller owns.
+
+    A view into the device buffer would dangle once the model is gone: with the caching
+    allocator, reading it after the device is freed crashed the process.
+    """
+    return np.array(result.to_host(), copy=True)
+
+
 class CompiledModel:
     """The bundle's module loaded into an IREE context, ready for ``infer``."""
 
-    def __init__(self, bundle: Bundle, *, driver: str = "local-sync", pin: bool = False) -> None:
+    def __init__(self, bundle: Bundle, *, driver: str = "local-sync", pin: bool = False,
+                 allocator: str = "caching") -> None:
         if driver not in DRIVERS:
             raise ValueError(f"unknown driver {driver!r}; use one of {DRIVERS}")
         rt = _iree()
@@ -47,10 +73,9 @@ class CompiledModel:
             self.pinned_cores = pin_current_thread(bundle.serving_cores)
         self.image_spec = bundle.input("image")
         self.cfg_spec = bundle.input("cfg")
-        config = rt.Config(driver)
-        self._context = rt.SystemContext(config=config)
+        self._context, vm_instance = create_context(driver, allocator)
         try:
-            vm_module = rt.VmModule.mmap(config.vm_instance, str(bundle.vmfb))
+            vm_module = rt.VmModule.mmap(vm_instance, str(bundle.vmfb))
         except (RuntimeError, ValueError) as e:
             raise BundleError(f"IREE could not load {bundle.vmfb} (truncated or corrupt module?): {e}") from e
         self._context.add_vm_module(vm_module)
@@ -93,11 +118,11 @@ class CompiledModel:
         cfg_arr = self.check_cfg(cfg)
         compiled_batch = self.image_spec.shape[0]
         if compiled_batch == batch.shape[0]:
-            return np.asarray(self._fn(batch, cfg_arr))
+            return to_numpy(self._fn(batch, cfg_arr))
         if compiled_batch != 1:
             raise InputError(f"the module was compiled for batch {compiled_batch}, got {batch.shape[0]}")
-        return np.concatenate([np.asarray(self._fn(batch[i : i + 1], cfg_arr)) for i in range(batch.shape[0])])
+        return np.concatenate([to_numpy(self._fn(batch[i : i + 1], cfg_arr)) for i in range(batch.shape[0])])
 
     def infer_raw(self, image: np.ndarray, cfg: np.ndarray) -> np.ndarray:
         """The hot path for pre-validated, contiguous float32 ``(1, C, H, W)`` input and a checked cfg."""
-        return np.asarray(self._fn(image, cfg))
+        return to_numpy(self._fn(image, cfg))

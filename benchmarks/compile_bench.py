@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from edgeskip_runtime.module import create_context, to_numpy
 
 from compiler_passes import DEFAULT_PIPELINE
 from edgeskip.atomic import write_json
@@ -41,7 +42,6 @@ from edgeskip.compile.iree import CompileLog, compile_onnx, iree_version
 from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
 from edgeskip.models.cost import mac_profile
-from edgeskip_runtime.module import create_context, to_numpy
 from targets import get_target
 
 NO_HOST_SYNC_PASS = tuple(p for p in DEFAULT_PIPELINE if p != "gate-conditions-without-host-syncs")

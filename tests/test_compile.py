@@ -33,7 +33,6 @@ def _image(shape: list[int], seed: int = 0) -> np.ndarray:
 
 def _iree_function(vmfb: Path, driver: str, allocator: str = "caching"):
     import iree.runtime as rt
-
     from edgeskip_runtime.module import create_context, to_numpy
 
     ctx, instance = create_context(driver, allocator)

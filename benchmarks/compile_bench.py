@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from edgeskip_runtime.module import create_context, to_numpy
+from edgeskip_runtime.module import load_function, to_numpy
 
 from compiler_passes import DEFAULT_PIPELINE
 from edgeskip.atomic import write_json
@@ -58,11 +58,7 @@ def export_plain(model: torch.nn.Module, shape: list[int]) -> onnx.ModelProto:
 
 def iree_fn(vmfb: Path, driver: str, allocator: str = "caching") -> Callable[..., Any]:
     """The module's entry function on a fresh device, set up exactly as the runtime sets it up."""
-    import iree.runtime as rt
-
-    ctx, instance = create_context(driver, allocator)
-    ctx.add_vm_module(rt.VmModule.mmap(instance, str(vmfb)))
-    fn = ctx.modules.module["main_graph"]
+    _, fn = load_function(vmfb, "main_graph", driver=driver, allocator=allocator)
     return lambda *args: to_numpy(fn(*args))  # copy back: the result must be complete
 
 

@@ -86,7 +86,7 @@ class ChannelsLastGateBoundaries(CompilerPass):
         rank = _rank_of(model)
         nodes: list[onnx.NodeProto] = []
         nhwc_of: dict[str, str] = {}  # NCHW activation -> its NHWC form (shared by all gates reading it)
-        rewritten = left_alone = 0
+        rewritten = left_alone = layout_changes = 0
         for node in top.node:
             if node.op_type != "If":
                 nodes.append(node)
@@ -102,6 +102,7 @@ class ChannelsLastGateBoundaries(CompilerPass):
             if x not in nhwc_of:
                 nhwc_of[x] = f"{x}__nhwc"
                 nodes.append(helper.make_node("Transpose", [x], [nhwc_of[x]], perm=TO_NHWC, name=f"{x}__to_nhwc"))
+                layout_changes += 1
             for label, g in branches.items():
                 x_in = f"{node.name or y}__{label}__nchw_in"
                 for n in g.node:
@@ -126,5 +127,4 @@ class ChannelsLastGateBoundaries(CompilerPass):
         # Stale shapes of renamed values would mislead the importer: infer them again.
         del top.value_info[:]
         model.CopyFrom(onnx.shape_inference.infer_shapes(model))
-        return {"gates_rewritten": rewritten, "ifs_left_alone": left_alone,
-                "layout_changes": sum(n.op_type == "Transpose" and n.name.endswith("__to_nhwc") for n in nodes)}
+        return {"gates_rewritten": rewritten, "ifs_left_alone": left_alone, "layout_changes": layout_changes}

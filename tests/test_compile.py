@@ -15,6 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import write_pareto
+from edgeskip_runtime.module import load_function, to_numpy
 
 from edgeskip.cli import main
 from edgeskip.compile.elf import embedded_elfs
@@ -32,12 +33,7 @@ def _image(shape: list[int], seed: int = 0) -> np.ndarray:
 
 
 def _iree_function(vmfb: Path, driver: str, allocator: str = "caching"):
-    import iree.runtime as rt
-    from edgeskip_runtime.module import create_context, to_numpy
-
-    ctx, instance = create_context(driver, allocator)
-    ctx.add_vm_module(rt.VmModule.mmap(instance, str(vmfb)))
-    fn = ctx.modules.module["main_graph"]
+    _, fn = load_function(vmfb, "main_graph", driver=driver, allocator=allocator)
     return lambda *args: to_numpy(fn(*args))
 
 

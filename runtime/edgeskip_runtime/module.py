@@ -8,6 +8,7 @@ they reach IREE, so a wrong shape or dtype gets a message that says what was exp
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,16 +36,27 @@ def _iree() -> Any:
     return rt
 
 
-def create_context(driver: str = "local-sync", allocator: str = "caching") -> tuple[Any, Any]:
-    """An IREE ``(SystemContext, VmInstance)`` on a new ``driver`` device with the given allocator."""
+def check_device_options(driver: str, allocator: str) -> None:
     if driver not in DRIVERS:
         raise ValueError(f"unknown driver {driver!r}; use one of {DRIVERS}")
     if allocator not in ALLOCATORS:
         raise ValueError(f"unknown allocator {allocator!r}; use one of {ALLOCATORS}")
+
+
+def load_function(vmfb: str | Path, function: str, *, driver: str = "local-sync",
+                  allocator: str = "caching") -> tuple[Any, Any]:
+    """``(context, function)``: ``function`` of the module in ``vmfb``, on a new ``driver`` device."""
+    check_device_options(driver, allocator)
     rt = _iree()
     device = rt.get_driver(driver).create_default_device(allocators=None if allocator == "default" else [allocator])
     config = rt.Config(device=device)
-    return rt.SystemContext(config=config), config.vm_instance
+    context = rt.SystemContext(config=config)
+    try:
+        vm_module = rt.VmModule.mmap(config.vm_instance, str(vmfb))
+    except (RuntimeError, ValueError) as e:
+        raise BundleError(f"IREE could not load {vmfb} (truncated or corrupt module?): {e}") from e
+    context.add_vm_module(vm_module)
+    return context, context.modules[vm_module.name][function]
 
 
 def to_numpy(result: Any) -> np.ndarray:
@@ -61,8 +73,7 @@ class CompiledModel:
 
     def __init__(self, bundle: Bundle, *, driver: str = "local-sync", pin: bool = False,
                  allocator: str = "caching") -> None:
-        if driver not in DRIVERS:
-            raise ValueError(f"unknown driver {driver!r}; use one of {DRIVERS}")
+        check_device_options(driver, allocator)  # before pinning touches the thread or IREE's flags
         rt = _iree()
         self.bundle = bundle
         self.driver = driver
@@ -73,13 +84,7 @@ class CompiledModel:
             self.pinned_cores = pin_current_thread(bundle.serving_cores)
         self.image_spec = bundle.input("image")
         self.cfg_spec = bundle.input("cfg")
-        self._context, vm_instance = create_context(driver, allocator)
-        try:
-            vm_module = rt.VmModule.mmap(vm_instance, str(bundle.vmfb))
-        except (RuntimeError, ValueError) as e:
-            raise BundleError(f"IREE could not load {bundle.vmfb} (truncated or corrupt module?): {e}") from e
-        self._context.add_vm_module(vm_module)
-        self._fn = self._context.modules[vm_module.name][bundle.function]
+        self._context, self._fn = load_function(bundle.vmfb, bundle.function, driver=driver, allocator=allocator)
         self._cfg_dtype = np.dtype(self.cfg_spec.dtype)
 
     @property

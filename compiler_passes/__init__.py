@@ -29,6 +29,8 @@ class PassContext:
     cfg_input: str = "cfg"
     cfg_arg_index: int = 1  # position of cfg among the entry function's arguments (image, cfg)
     entry: str = "main_graph"
+    # Configurations to compile as straight-line copies (``specialize-configs``): the Pareto front's.
+    specialized_configs: tuple[tuple[int, ...], ...] = ()
 
 
 class CompilerPass(ABC):
@@ -45,9 +47,9 @@ class CompilerPass(ABC):
 PASSES: Registry[type[CompilerPass]] = Registry("compiler pass", discover="compiler_passes")
 STAGES = ("onnx", "input")
 # The default pipeline, in order within each stage: lay the gates out channels-last, then check the
-# gates, then rewrite their conditions.
+# gates, then rewrite their conditions, then specialize the Pareto configurations.
 DEFAULT_PIPELINE = ("channels-last-gate-boundaries", "channels-last-branch-weights", "verify-gates-mlir",
-                    "gate-conditions-without-host-syncs")
+                    "gate-conditions-without-host-syncs", "specialize-configs")
 
 
 def register_pass(cls: type[CompilerPass]) -> type[CompilerPass]:

@@ -1,4 +1,4 @@
-"""Pass ``channels-last-branch-weights``: store the convolution weights of every gate branch as HWIO.
+"""Pass ``channels-last-branch-weights``: store the convolution weights that run inside control flow as HWIO.
 
 Why (Korol et al., Sec. II-A.2, gates lowered to ``if`` blocks): IREE's channels-last
 preprocessing (``iree-preprocessing-convert-conv-to-channels-last``) rewrites each NCHW
@@ -8,6 +8,11 @@ transposes every branch weight again (toolchain facts, ResNet-20 batch 1: 27 ms 
 0.8 ms). This pass stores each such weight pre-transposed (OIHW -> HWIO) and puts a
 ``Transpose`` back to OIHW inside the branch; the preprocessing's own transpose then cancels
 it, and nothing is left to run per call. Numerically the model is unchanged.
+
+Every convolution of the model is rewritten, not only those inside ``If`` branches:
+``specialize-configs`` puts a copy of the whole network (top-level convolutions included)
+inside control flow, once per Pareto configuration. Outside control flow the rewrite is free
+(IREE folds the two transposes at compile time as before).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ def _used_names(graph: onnx.GraphProto, out: set[str]) -> set[str]:
 class ChannelsLastBranchWeights(CompilerPass):
     name = "channels-last-branch-weights"
     stage = "onnx"
-    description = "store conv weights inside If branches as HWIO with an in-branch Transpose back to OIHW"
+    description = "store conv weights as HWIO with a Transpose back to OIHW beside each conv (folds in branches too)"
     iree_flags = (CHANNELS_LAST_PIPELINE,)
 
     def run(self, model: onnx.ModelProto, ctx: PassContext) -> dict[str, Any]:
@@ -49,15 +54,15 @@ class ChannelsLastBranchWeights(CompilerPass):
         hwio: dict[str, str] = {}  # OIHW initializer -> its HWIO copy (shared by all uses)
         rewritten = 0
 
-        def rewrite(graph: onnx.GraphProto, in_branch: bool) -> None:
+        def rewrite(graph: onnx.GraphProto) -> None:
             nonlocal rewritten
             nodes = []
             for node in graph.node:
                 for a in node.attribute:
                     if a.type == onnx.AttributeProto.GRAPH:
-                        rewrite(a.g, in_branch or node.op_type == "If")
+                        rewrite(a.g)
                 w = node.input[1] if node.op_type == "Conv" and len(node.input) > 1 else None
-                if in_branch and w in inits and len(inits[w].dims) == 4:
+                if w in inits and len(inits[w].dims) == 4:
                     if w not in hwio:
                         arr = np.ascontiguousarray(numpy_helper.to_array(inits[w]).transpose(OIHW_TO_HWIO))
                         hwio[w] = w + HWIO_SUFFIX
@@ -71,7 +76,7 @@ class ChannelsLastBranchWeights(CompilerPass):
             del graph.node[:]
             graph.node.extend(nodes)
 
-        rewrite(top, in_branch=False)
+        rewrite(top)
         used = _used_names(top, set())
         kept = [i for i in top.initializer if i.name in used or i.name not in hwio]
         dropped = len(top.initializer) - len(kept)

@@ -55,7 +55,10 @@ def test_bundle_layout_and_manifest(bundles, synthetic_checkpoint: Path) -> None
         assert key in m["target"], key
     assert m["compiler"]["iree_version"] == "3.13.0"
     assert m["compiler"]["passes"] == ["channels-last-gate-boundaries", "channels-last-branch-weights",
-                                       "verify-gates-mlir", "gate-conditions-without-host-syncs"]
+                                       "verify-gates-mlir", "gate-conditions-without-host-syncs",
+                                       "specialize-configs"]
+    specialized = next(s for s in m["compile_log"] if s["name"] == "specialize-configs")
+    assert specialized["configs"] == m["pareto_configs"] == 3  # every operating point of the front
     assert any(f.startswith("--iree-llvmcpu-target-cpu=") for f in m["compiler"]["flags"])
     log = (bundle.path / "compile.log").read_text()
     assert all(p in log for p in m["compiler"]["passes"])
@@ -77,6 +80,9 @@ def test_compiled_model_equals_eager_pytorch(bundles, synthetic_checkpoint: Path
     gated = GatedModel(ck.build_model()).eval()
     fn = _iree_function(bundles("host").path / "model.vmfb", driver, allocator)
     x = _image(ck.input_shape)
+    front = [c["mask"] for c in json.loads((bundles("host").path / "pareto.json").read_text())["configs"]]
+    # Both paths of the executable: front configurations run a specialized copy, the others the gates.
+    assert any(m in front for m in MASKS) and any(m not in front for m in MASKS)
     outputs = set()
     for mask in MASKS:
         cfg = np.array(mask, dtype=np.int64)

@@ -14,7 +14,7 @@ from iree.compiler import ir
 from onnx import numpy_helper
 
 from compiler_passes import DEFAULT_PIPELINE, PassContext, PassError, get_pass, list_passes
-from compiler_passes._mlir import all_ifs, defining_op, entry_function
+from compiler_passes._mlir import all_ifs, defining_op, entry_function, walk
 from edgeskip.compile.iree import compile_flags, compile_onnx, import_to_input, iree_compile
 from targets import get_target
 
@@ -38,14 +38,17 @@ def test_channels_last_branch_weights_keeps_numbers_and_stores_hwio(gated_onnx: 
     original = onnx.load(str(gated_onnx))
     model = onnx.load(str(gated_onnx))
     summary = get_pass("channels-last-branch-weights").run(model, CTX)
-    assert summary["convs_rewritten"] == 12  # two convolutions in each of the 6 gated blocks
+    # Every convolution: two in each of the 6 gated blocks, and 7 outside them (stem, 3 first blocks),
+    # which specialize-configs puts inside control flow too.
+    assert summary["convs_rewritten"] == 12 + 7
     onnx.checker.check_model(model, full_check=True)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     before = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
-    for node in (n for n in model.graph.node if n.op_type == "If"):
-        then = next(a.g for a in node.attribute if a.name == "then_branch")
-        producer = {o: n for n in then.node for o in n.output}
-        for conv in (n for n in then.node if n.op_type == "Conv"):
+    graphs = [model.graph] + [next(a.g for a in n.attribute if a.name == "then_branch")
+                              for n in model.graph.node if n.op_type == "If"]
+    for graph in graphs:
+        producer = {o: n for n in graph.node for o in n.output}
+        for conv in (n for n in graph.node if n.op_type == "Conv"):
             t = producer[conv.input[1]]
             assert t.op_type == "Transpose" and list(t.attribute[0].ints) == [3, 2, 0, 1]
             stored = inits[t.input[0]]
@@ -158,12 +161,17 @@ def test_host_sync_pass_reads_cfg_on_the_host(input_module_text: str) -> None:
     assert offsets == [8 * k for k in range(6)]  # gate k reads cfg[k], in execution order
 
 
-def _host_waits(module_text: str, work: Path, name: str) -> int:
+def _to_stream(module_text: str, work: Path, name: str) -> str:
+    """The module after IREE's stream phase (the schedule: submissions, allocations, dispatches)."""
     source, out = work / f"{name}.mlir", work / f"{name}.stream.mlir"
     source.write_text(module_text)
     flags = compile_flags(get_target("host"), list(DEFAULT_PIPELINE))
     iree_compile([*flags, "--compile-from=input", "--compile-to=stream", str(source), "-o", str(out)])
-    return len(re.findall(r"stream\.timepoint\.await", out.read_text()))
+    return out.read_text()
+
+
+def _host_waits(module_text: str, work: Path, name: str) -> int:
+    return len(re.findall(r"stream\.timepoint\.await", _to_stream(module_text, work, name)))
 
 
 def test_host_sync_pass_removes_the_per_gate_host_waits(input_module_text: str, tmp_path: Path) -> None:
@@ -173,3 +181,98 @@ def test_host_sync_pass_removes_the_per_gate_host_waits(input_module_text: str, 
     after = _host_waits(str(module), tmp_path, "after")
     assert before >= 6 + 1, f"expected a host wait per gate before the pass, found {before}"
     assert after == 1, f"expected one host wait (the result) after the pass, found {after}"
+
+
+# --- specialize-configs -----------------------------------------------------------------------------
+
+FRONT = [[1] * 6, [1, 1, 1, 1, 1, 0], [0, 1, 0, 1, 0, 1], [0] * 6]
+
+
+def _specialized(input_module_text: str, configs: list[list[int]]) -> tuple[ir.Module, dict]:
+    module = ir.Module.parse(input_module_text, ir.Context())
+    ctx = PassContext(num_gates=6, specialized_configs=tuple(tuple(c) for c in configs))
+    get_pass("gate-conditions-without-host-syncs").run(module, ctx)
+    return module, get_pass("specialize-configs").run(module, ctx)
+
+
+def test_specialize_configs_builds_one_gate_free_copy_per_config(input_module_text: str) -> None:
+    module, summary = _specialized(input_module_text, [*FRONT, FRONT[0]])  # a repeat is compiled once
+    assert summary["configs"] == len(FRONT)
+    func = entry_function(module, CTX)
+    switch = [op for op in all_ifs(func) if op.parent.operation == func]
+    assert len(switch) == 1, "the chain of config tests hangs off one top-level scf.if"
+    copies, op = [], switch[0]
+    while True:
+        then_ops = [o.operation for o in op.regions[0].blocks[0].operations]
+        copies.append(then_ops)
+        nested = [o.operation for o in op.regions[1].blocks[0].operations if o.operation.name == "scf.if"]
+        if len(nested) == 6:  # the innermost else: the gated network, every gate still an scf.if
+            break
+        assert len(nested) == 1
+        op = nested[0]
+    assert len(copies) == len(FRONT)
+    for config, ops in zip(FRONT, copies, strict=True):
+        inner = [o for top in ops for o in [top, *walk(top)]]
+        assert not [o for o in inner if o.name == "scf.if"], f"copy for {config} still branches"
+    assert summary["constant_exprs_shared"] > 0
+    # Copies of configs that skip more blocks hold fewer convolutions.
+    convs = [sum(o.name.startswith("linalg.conv") for top in ops for o in [top, *walk(top)]) for ops in copies]
+    assert convs[0] > convs[1] > convs[2] > convs[3] > 0 and convs[0] - convs[3] == 12
+
+
+def _schedule(stream: str) -> tuple[int, set[str]]:
+    """Submissions (``stream.cmd.execute``) in the entry function, and the kernels it dispatches (by shape)."""
+    entry = stream[stream.index("util.func public @main_graph$async("):]
+    entry = entry[:entry.index("\n  }\n")]
+    kernels = set(re.findall(r"stream\.cmd\.dispatch @[\w$]+::@[\w$]+_dispatch_\d+_(\w+)", entry))
+    return entry.count("stream.cmd.execute"), kernels
+
+
+def test_each_specialized_config_is_one_submission_of_the_same_kernels(input_module_text: str,
+                                                                        tmp_path: Path) -> None:
+    generic, _ = _specialized(input_module_text, [])
+    specialized, _ = _specialized(input_module_text, FRONT)
+    generic_submits, generic_kernels = _schedule(_to_stream(str(generic), tmp_path, "generic"))
+    submits, kernels = _schedule(_to_stream(str(specialized), tmp_path, "specialized"))
+    assert submits == generic_submits + len(FRONT), "a specialized config must be one queue submission"
+    # No new kernel: the copies reuse the gated network's dispatches. A weight left in OIHW inside a copy
+    # would show up as another convolution kernel (or a per-call transpose) here, and run 15x slower.
+    assert kernels == generic_kernels
+
+
+def test_specialize_configs_without_configs_changes_nothing(input_module_text: str) -> None:
+    module, summary = _specialized(input_module_text, [])
+    assert summary == {"configs": 0}
+    assert len(all_ifs(entry_function(module, CTX))) == 6
+
+
+def test_specialize_configs_refuses_bad_input(input_module_text: str) -> None:
+    with pytest.raises(PassError, match="has 5 entries, the model has 6 gates"):
+        _specialized(input_module_text, [[1] * 5])
+    module = ir.Module.parse(input_module_text, ir.Context())  # host reads missing
+    with pytest.raises(PassError, match="run gate-conditions-without-host-syncs before"):
+        get_pass("specialize-configs").run(module, PassContext(num_gates=6, specialized_configs=((1,) * 6,)))
+
+
+def test_specialized_executable_equals_the_gated_one(gated_onnx: Path, tmp_path: Path) -> None:
+    """Front configs run their copy, others the gates: every configuration gives the generic path's output."""
+    from edgeskip_runtime.module import load_function, to_numpy
+
+    fns = {}
+    for label, front in (("generic", []), ("specialized", FRONT)):
+        work = tmp_path / label
+        work.mkdir()
+        compile_onnx(onnx.load(str(gated_onnx)), get_target("host"), work / "model.vmfb", work, 6,
+                     specialize=front)
+        _, fn = load_function(work / "model.vmfb", "main_graph")
+        fns[label] = fn
+    shape = [d.dim_value for d in onnx.load(str(gated_onnx)).graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    others = [[1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 0, 0], [1, 1, 1, 1, 0, 1]]
+    outputs = set()
+    for mask in FRONT + others:
+        cfg = np.array(mask, dtype=np.int64)
+        a, b = (to_numpy(fns[k](x, cfg)) for k in ("generic", "specialized"))
+        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0, err_msg=f"cfg {mask}")
+        outputs.add(b.tobytes())
+    assert len(outputs) == len(FRONT + others)

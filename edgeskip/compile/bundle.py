@@ -121,8 +121,10 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
         work = tmp / ".work"
         work.mkdir()
         dump = work / "executables"
+        # Every operating point of the front gets its own straight-line copy (specialize-configs).
         flags = compile_onnx(model, board, tmp / "model.vmfb", work, b_s, passes=passes,
-                             extra_flags=[*extra_flags, f"--iree-hal-dump-executable-binaries-to={dump}"], log=log)
+                             extra_flags=[*extra_flags, f"--iree-hal-dump-executable-binaries-to={dump}"], log=log,
+                             specialize=[c.mask for c in front.configs])
         executables = describe_executables(dump, board)
         shutil.copyfile(pareto_path, tmp / "pareto.json")
         shutil.rmtree(work)

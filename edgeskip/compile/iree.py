@@ -89,12 +89,16 @@ def compile_flags(target: Target, passes: Sequence[str], extra: Sequence[str] = 
 
 def compile_onnx(model: onnx.ModelProto, target: Target, out_vmfb: Path, work_dir: Path, num_gates: int,
                  passes: Sequence[str] = DEFAULT_PIPELINE, extra_flags: Sequence[str] = (),
-                 log: CompileLog | None = None) -> list[str]:
-    """Compile ``model`` (modified in place by the onnx passes) to ``out_vmfb``; returns the flags used."""
+                 log: CompileLog | None = None, specialize: Sequence[Sequence[int]] = ()) -> list[str]:
+    """Compile ``model`` (modified in place by the onnx passes) to ``out_vmfb``; returns the flags used.
+
+    ``specialize``: configurations (the Pareto front's) that ``specialize-configs`` compiles as
+    straight-line copies; every other cfg runs the gated network."""
     from iree.compiler import ir
 
     log = log if log is not None else CompileLog()
-    ctx = PassContext(num_gates=num_gates)
+    ctx = PassContext(num_gates=num_gates,
+                      specialized_configs=tuple(tuple(int(v) for v in c) for c in specialize))
     instances = [get_pass(name) for name in passes]
     flags = compile_flags(target, passes, extra_flags)
     for p in (p for p in instances if p.stage == "onnx"):

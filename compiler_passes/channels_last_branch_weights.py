@@ -10,9 +10,9 @@ transposes every branch weight again (toolchain facts, ResNet-20 batch 1: 27 ms 
 it, and nothing is left to run per call. Numerically the model is unchanged.
 
 Every convolution of the model is rewritten, not only those inside ``If`` branches:
-``specialize-configs`` puts a copy of the whole network (top-level convolutions included)
-inside control flow, once per Pareto configuration. Outside control flow the rewrite is free
-(IREE folds the two transposes at compile time as before).
+``specialize-configs`` moves the whole gated network (top-level convolutions included) into
+control flow, as the fallback for configurations outside the Pareto front. Outside control
+flow the rewrite is free (IREE folds the two transposes at compile time as before).
 """
 
 from __future__ import annotations

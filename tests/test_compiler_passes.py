@@ -39,7 +39,7 @@ def test_channels_last_branch_weights_keeps_numbers_and_stores_hwio(gated_onnx: 
     model = onnx.load(str(gated_onnx))
     summary = get_pass("channels-last-branch-weights").run(model, CTX)
     # Every convolution: two in each of the 6 gated blocks, and 7 outside them (stem, 3 first blocks),
-    # which specialize-configs puts inside control flow too.
+    # which specialize-configs moves into control flow too (the fallback path).
     assert summary["convs_rewritten"] == 12 + 7
     onnx.checker.check_model(model, full_check=True)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -195,49 +195,67 @@ def _specialized(input_module_text: str, configs: list[list[int]]) -> tuple[ir.M
     return module, get_pass("specialize-configs").run(module, ctx)
 
 
-def test_specialize_configs_builds_one_gate_free_copy_per_config(input_module_text: str) -> None:
+def _functions(module: ir.Module) -> dict[str, ir.Operation]:
+    return {ir.StringAttr(op.operation.attributes["sym_name"]).value: op.operation
+            for op in module.body.operations if op.operation.name == "util.func"}
+
+
+def test_specialize_configs_builds_one_gate_free_function_per_config(input_module_text: str) -> None:
     module, summary = _specialized(input_module_text, [*FRONT, FRONT[0]])  # a repeat is compiled once
-    assert summary["configs"] == len(FRONT)
-    func = entry_function(module, CTX)
-    switch = [op for op in all_ifs(func) if op.parent.operation == func]
-    assert len(switch) == 1, "the chain of config tests hangs off one top-level scf.if"
-    copies, op = [], switch[0]
+    assert summary["configs"] == len(FRONT) and summary["constant_exprs"] > 0
+    funcs = _functions(module)
+    entry = entry_function(module, CTX)
+    # The entry tests the configs in order: each then-block calls its copy, the innermost else holds the gates.
+    op, called = next(op for op in all_ifs(entry) if op.parent.operation == entry), []
     while True:
-        then_ops = [o.operation for o in op.regions[0].blocks[0].operations]
-        copies.append(then_ops)
+        calls = [o.operation for o in op.regions[0].blocks[0].operations if o.operation.name == "util.call"]
+        assert len(calls) == 1
+        called.append(ir.FlatSymbolRefAttr(calls[0].attributes["callee"]).value)
         nested = [o.operation for o in op.regions[1].blocks[0].operations if o.operation.name == "scf.if"]
-        if len(nested) == 6:  # the innermost else: the gated network, every gate still an scf.if
+        if len(nested) == 6:  # the fallback: the gated network, every gate still an scf.if
             break
         assert len(nested) == 1
         op = nested[0]
-    assert len(copies) == len(FRONT)
-    for config, ops in zip(FRONT, copies, strict=True):
-        inner = [o for top in ops for o in [top, *walk(top)]]
-        assert not [o for o in inner if o.name == "scf.if"], f"copy for {config} still branches"
-    assert summary["constant_exprs_shared"] > 0
-    # Copies of configs that skip more blocks hold fewer convolutions.
-    convs = [sum(o.name.startswith("linalg.conv") for top in ops for o in [top, *walk(top)]) for ops in copies]
-    assert convs[0] > convs[1] > convs[2] > convs[3] > 0 and convs[0] - convs[3] == 12
+    assert called == [f"main_graph$config{i}" for i in range(len(FRONT))]
+    convs = []
+    for name in called:
+        body = list(walk(funcs[name]))
+        assert not [o for o in body if o.name == "scf.if"], f"{name} still branches"
+        assert "util.inline.never" in str(funcs[name].attributes["inlining_policy"])
+        convs.append(sum(o.name.startswith("linalg.conv") for o in body))
+    # Copies of configs that skip more blocks hold fewer convolutions: 2 per skipped block.
+    assert convs == [convs[0] - 2 * FRONT[i].count(0) for i in range(len(FRONT))] and convs[-1] > 0
 
 
-def _schedule(stream: str) -> tuple[int, set[str]]:
-    """Submissions (``stream.cmd.execute``) in the entry function, and the kernels it dispatches (by shape)."""
-    entry = stream[stream.index("util.func public @main_graph$async("):]
-    entry = entry[:entry.index("\n  }\n")]
-    kernels = set(re.findall(r"stream\.cmd\.dispatch @[\w$]+::@[\w$]+_dispatch_\d+_(\w+)", entry))
-    return entry.count("stream.cmd.execute"), kernels
+def _schedule(stream: str) -> dict[str, tuple[int, int]]:
+    """Per function: its submissions (``stream.cmd.execute``) and concurrent groups."""
+    out = {}
+    for m in re.finditer(r"util\.func (?:public|private) @([\w$]+)\(", stream):
+        body = stream[m.start():stream.index("\n  }\n", m.start())]
+        out[m.group(1)] = (body.count("stream.cmd.execute"), body.count("stream.cmd.concurrent"))
+    return out
+
+
+def _kernels(stream: str) -> set[str]:
+    """The kernels the module dispatches, by what they compute (the dispatch numbering dropped)."""
+    return set(re.findall(r"stream\.cmd\.dispatch @[\w$]+::@[\w$]+_dispatch_\d+_(\w+)", stream))
 
 
 def test_each_specialized_config_is_one_submission_of_the_same_kernels(input_module_text: str,
                                                                         tmp_path: Path) -> None:
     generic, _ = _specialized(input_module_text, [])
     specialized, _ = _specialized(input_module_text, FRONT)
-    generic_submits, generic_kernels = _schedule(_to_stream(str(generic), tmp_path, "generic"))
-    submits, kernels = _schedule(_to_stream(str(specialized), tmp_path, "specialized"))
-    assert submits == generic_submits + len(FRONT), "a specialized config must be one queue submission"
+    generic_stream = _to_stream(str(generic), tmp_path, "generic")
+    stream = _to_stream(str(specialized), tmp_path, "specialized")
+    schedule = _schedule(stream)
+    for i in range(len(FRONT)):
+        submits, concurrent = schedule[f"main_graph$config{i}"]
+        assert submits == 1, "a specialized config must be one queue submission"
+        assert concurrent > 0, "the copy lost its concurrent groups (local-task would run it serially)"
+    assert schedule["main_graph$async"][0] == _schedule(generic_stream)["main_graph$async"][0]
     # No new kernel: the copies reuse the gated network's dispatches. A weight left in OIHW inside a copy
     # would show up as another convolution kernel (or a per-call transpose) here, and run 15x slower.
-    assert kernels == generic_kernels
+    assert _kernels(stream) == _kernels(generic_stream)
 
 
 def test_specialize_configs_without_configs_changes_nothing(input_module_text: str) -> None:

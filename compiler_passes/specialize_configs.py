@@ -111,13 +111,18 @@ def _clone(ops: Sequence[ir.Operation], mapping: dict[ir.Value, ir.Value], ip: i
             for result, yielded in zip(op.results, inner[-1].operands, strict=True):
                 mapping[result] = mapping.get(yielded, yielded)
             continue
-        new = op.clone(ip=ip)
-        for o in (new, *walk(new)):
-            for i, v in enumerate(o.operands):
-                if v in mapping:
-                    o.operands[i] = mapping[v]
-        for old, fresh in zip(op.results, new.results, strict=True):
-            mapping[old] = fresh
+        _clone_op(op, mapping, ip)
+
+
+def _clone_op(op: ir.Operation, mapping: dict[ir.Value, ir.Value], ip: ir.InsertionPoint) -> None:
+    """Clone one op (with its regions) at ``ip``, renaming operands by ``mapping``; record its results."""
+    new = op.clone(ip=ip)
+    for o in (new, *walk(new)):
+        for i, v in enumerate(o.operands):
+            if v in mapping:
+                o.operands[i] = mapping[v]
+    for old, fresh in zip(op.results, new.results, strict=True):
+        mapping[old] = fresh
 
 
 def _remove_dead(ops: list[ir.Operation]) -> list[ir.Operation]:
@@ -173,13 +178,7 @@ def _outline_copy(module: ir.Module, name: str, compute: Sequence[ir.Operation],
         for o in [owner, *walk(owner)]:
             for operand in o.operands:
                 materialize(operand)
-        new = owner.clone(ip=ip)
-        for o in (new, *walk(new)):
-            for i, operand in enumerate(o.operands):
-                if operand in mapping:
-                    o.operands[i] = mapping[operand]
-        for old, fresh in zip(owner.results, new.results, strict=True):
-            mapping[old] = fresh
+        _clone_op(owner, mapping, ip)
 
     _clone(compute, mapping, ip, take_then, materialize)
     ret.operands[0] = mapping[result]

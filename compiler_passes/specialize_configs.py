@@ -30,10 +30,12 @@ Constant expressions (a weight's layout transpose, say) stay where they were in 
 function, outside the fallback's control flow, and are cloned into each copy: IREE evaluates
 them at compile time only outside control flow, and one left behind would run on every call.
 
-Measured (2-core x86, batch 1, all blocks on, gated / plain, ``benchmarks/compile_bench.py``):
-ResNet-20 1.050 -> 1.00, ResNet-110 1.09 -> 1.00 with local-sync; the vmfb grows by under 1 %.
-Cost: compile time (ResNet-110 with 10 configurations: 6.5 -> 12 s) and one command buffer per
-configuration.
+Measured (2-core shared x86, batch 1, all blocks on, gated / plain, local-sync,
+``benchmarks/compile_bench.py``): the gated path 1.045-1.08 (ResNet-20) and 1.05-1.09
+(ResNet-110), a front configuration 1.00-1.03 and 1.00-1.016 across runs (alternating the two
+models alone on a quiet machine: 1.00-1.01). Cost: compile time (ResNet-110 with 10
+configurations: 6-9 s -> 12-16 s), the vmfb (+6 % for ResNet-20 with 7 configurations, +3 %
+for ResNet-110 with 10) and one command buffer per configuration.
 """
 
 from __future__ import annotations

@@ -33,9 +33,10 @@ them at compile time only outside control flow, and one left behind would run on
 Measured (2-core shared x86, batch 1, all blocks on, gated / plain, local-sync,
 ``benchmarks/compile_bench.py``): the gated path 1.045-1.08 (ResNet-20) and 1.05-1.09
 (ResNet-110), a front configuration 1.017-1.045 and 1.005-1.016 across runs on this noisy
-machine (alternating the two models alone on a quiet one: 1.00-1.01 for ResNet-20). Cost: compile time (ResNet-110 with 10
-configurations: 6-9 s -> 12-16 s), the vmfb (+6 % for ResNet-20 with 7 configurations, +3 %
-for ResNet-110 with 10) and one command buffer per configuration.
+machine (alternating the two models alone on a quiet one: 1.00-1.01 for ResNet-20).
+Cost: compile time (ResNet-110 with 10 configurations: 6-9 s -> 12-16 s), the vmfb (+6 % for
+ResNet-20 with 7 configurations, +3 % for ResNet-110 with 10) and one command buffer per
+configuration.
 """
 
 from __future__ import annotations

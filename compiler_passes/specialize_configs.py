@@ -78,6 +78,17 @@ def _compute_ops(block: ir.Block, flags: Sequence[ir.Value], sink: ir.Operation)
 _PURE_DIALECTS = ("arith.", "tensor.", "linalg.")
 
 
+def _all_operands(op: ir.Operation) -> list[ir.Value]:
+    """The operands of ``op`` and of every op nested in its regions."""
+    return [*op.operands, *(v for o in walk(op) for v in o.operands)]
+
+
+def _defined_inside(op: ir.Operation) -> set[ir.Value]:
+    """Values defined within ``op``'s regions: nested results and block arguments."""
+    return ({r for o in walk(op) for r in o.results}
+            | {a for o in [op, *walk(op)] for region in o.regions for b in region.blocks for a in b.arguments})
+
+
 def _constant_exprs(ops: Sequence[ir.Operation]) -> set[ir.Operation]:
     """The ops among ``ops`` computed from constants only (e.g. a weight's layout transpose)."""
     const_values: set[ir.Value] = set()
@@ -85,11 +96,8 @@ def _constant_exprs(ops: Sequence[ir.Operation]) -> set[ir.Operation]:
     for op in ops:
         if not op.name.startswith(_PURE_DIALECTS):
             continue
-        inside = {r for o in walk(op) for r in o.results}
-        inside |= {a for o in walk(op) for region in o.regions for b in region.blocks for a in b.arguments}
-        inside |= {a for region in op.regions for b in region.blocks for a in b.arguments}
-        operands = [*op.operands, *(v for o in walk(op) for v in o.operands)]
-        if all(v in const_values or v in inside or _is_constant(v) for v in operands):
+        inside = _defined_inside(op)
+        if all(v in const_values or v in inside or _is_constant(v) for v in _all_operands(op)):
             found.add(op)
             const_values.update(op.results)
     return found
@@ -105,7 +113,7 @@ def _clone(ops: Sequence[ir.Operation], mapping: dict[ir.Value, ir.Value], ip: i
     """Clone ``ops`` at ``ip`` with operands renamed by ``mapping``; a gate is replaced by the branch it takes.
     ``materialize`` is offered every operand first (to clone constants into another function)."""
     for op in ops:
-        for v in [*op.operands, *(v for o in walk(op) for v in o.operands)]:
+        for v in _all_operands(op):
             materialize(v)
         if op in take_then:
             branch = op.regions[0 if take_then[op] else 1].blocks[0]
@@ -134,7 +142,7 @@ def _remove_dead(ops: list[ir.Operation]) -> list[ir.Operation]:
     changed = True
     while changed:
         changed = False
-        for op in reversed(live):
+        for op in reversed(list(live)):  # a snapshot: live shrinks as we go
             if op.name.startswith(_PURE_DIALECTS) and all(not list(r.uses) for r in op.results):
                 live.remove(op)
                 op.erase()
@@ -142,26 +150,29 @@ def _remove_dead(ops: list[ir.Operation]) -> list[ir.Operation]:
     return live
 
 
+def _is_cloned_in(v: ir.Value, shared: set[ir.Operation]) -> bool:
+    """A constant or one of the constant expressions ``shared``: each copy clones its own."""
+    owner = defining_op(v)
+    return owner is not None and (owner.name == "arith.constant" or owner in shared)
+
+
+def _external_values(compute: Sequence[ir.Operation], shared: set[ir.Operation]) -> list[ir.Value]:
+    """What the network reads from outside that a copy cannot clone (the image): the copies' arguments."""
+    inside = {r for op in compute for r in op.results}
+    for op in compute:
+        inside |= _defined_inside(op)
+    used = (v for op in compute for v in _all_operands(op))
+    return list(dict.fromkeys(v for v in used if v not in inside and not _is_cloned_in(v, shared)))
+
+
 def _outline_copy(module: ir.Module, name: str, compute: Sequence[ir.Operation], result: ir.Value,
-                  take_then: dict[ir.Operation, bool], shared: set[ir.Operation]) -> list[ir.Value]:
-    """Add ``@name``: a private, never-inlined function computing ``result`` with every gate resolved by
-    ``take_then``. Constants and the constant expressions ``shared`` are cloned in; other values from
-    outside (the image) become its arguments, which are returned.
+                  args: Sequence[ir.Value], take_then: dict[ir.Operation, bool], shared: set[ir.Operation]) -> None:
+    """Add ``@name(args)``: a private, never-inlined function computing ``result`` with every gate resolved
+    by ``take_then``. Constants and the constant expressions ``shared`` are cloned in.
 
     Its own function, not a region of the entry: IREE's stream scheduler forms concurrent groups
     (e.g. a pad fill beside a convolution) at function level only, and ``local-task`` needs them.
     """
-    inside = {r for op in compute for r in op.results}
-    for op in compute:
-        inside |= {r for o in walk(op) for r in o.results}
-        inside |= {a for o in [op, *walk(op)] for region in o.regions for b in region.blocks for a in b.arguments}
-    args: list[ir.Value] = []
-    for op in compute:
-        for v in [*op.operands, *(v for o in walk(op) for v in o.operands)]:
-            owner = defining_op(v)
-            if v in inside or v in args or (owner is not None and (owner.name == "arith.constant" or owner in shared)):
-                continue
-            args.append(v)
     sig = ", ".join(f"%arg{i}: {v.type}" for i, v in enumerate(args))
     text = (f"util.func private @{name}({sig}) -> {result.type} attributes {{inlining_policy = #util.inline.never}} "
             f"{{\n  %0 = tensor.empty() : {result.type}\n  util.return %0 : {result.type}\n}}")
@@ -175,18 +186,16 @@ def _outline_copy(module: ir.Module, name: str, compute: Sequence[ir.Operation],
     mapping: dict[ir.Value, ir.Value] = dict(zip(args, body.arguments, strict=True))
 
     def materialize(v: ir.Value) -> None:  # clone a constant (expression) the copy reads, once
-        owner = defining_op(v)
-        if v in mapping or owner is None or not (owner.name == "arith.constant" or owner in shared):
+        if v in mapping or not _is_cloned_in(v, shared):
             return
-        for o in [owner, *walk(owner)]:
-            for operand in o.operands:
-                materialize(operand)
+        owner = defining_op(v)
+        for operand in _all_operands(owner):
+            materialize(operand)
         _clone_op(owner, mapping, ip)
 
     _clone(compute, mapping, ip, take_then, materialize)
     ret.operands[0] = mapping[result]
     placeholder.erase()
-    return args
 
 
 def config_keys(config: Sequence[int]) -> list[int]:
@@ -231,6 +240,7 @@ class SpecializeConfigs(CompilerPass):
         compute = [op for op in compute if op not in constants]
         if defining_op(result) not in compute:
             raise PassError("specialize-configs: the network's result is not computed after the host reads")
+        args = _external_values(compute, constants)
 
         with module.context, barrier.location:
             ip = ir.InsertionPoint(barrier)
@@ -258,8 +268,8 @@ class SpecializeConfigs(CompilerPass):
                 else:
                     scf.YieldOp([if_op.result], ip=ip)  # the previous else yields this if's result
                 symbol = f"{ctx.entry}$config{len(copies)}"
-                args = _outline_copy(module, symbol, compute, result,
-                                     {op: bool(config[k]) for op, k in gate_of.items()}, constants)
+                _outline_copy(module, symbol, compute, result, args,
+                              {op: bool(config[k]) for op, k in gate_of.items()}, constants)
                 copies.append(symbol)
                 then_ip = ir.InsertionPoint(if_op.then_block)
                 call = ir.Operation.create("util.call", results=[result.type], operands=args,

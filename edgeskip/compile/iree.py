@@ -5,7 +5,7 @@ The flow, with the registered :mod:`compiler_passes` at their stages:
 1. ``onnx`` passes rewrite the model (e.g. ``channels-last-branch-weights``);
 2. ``iree-import-onnx`` turns it into MLIR (``onnx.If`` -> ``torch.prim.If`` -> ``scf.if``);
 3. ``iree-compile --compile-to=input``; the ``input`` passes check/rewrite that module
-   (``verify-gates-mlir``, ``gate-conditions-without-host-syncs``);
+   (``verify-gates-mlir``, ``gate-conditions-without-host-syncs``, ``specialize-configs``);
 4. ``iree-compile --compile-from=input`` with the board's flags writes the ``.vmfb``.
 
 Every step is timed and logged in :class:`CompileLog`; a failing tool's stderr is shown.

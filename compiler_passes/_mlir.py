@@ -87,5 +87,11 @@ def forward_slice(func: ir.Operation, seeds: list[ir.Value]) -> tuple[list[ir.Va
     return tainted, conditions
 
 
-def all_ifs(func: ir.Operation) -> list[ir.Operation]:
-    return [op for op in walk(func) if op.name == "scf.if"]
+def is_gate(op: ir.Operation) -> bool:
+    """A gate: an ``scf.if`` that yields the block's output or the identity. An ``scf.if`` without
+    results is control flow a pass added (the wait-fence guard of gate-conditions-without-host-syncs)."""
+    return op.name == "scf.if" and len(op.results) > 0
+
+
+def gate_ifs(func: ir.Operation) -> list[ir.Operation]:
+    return [op for op in walk(func) if is_gate(op)]

@@ -31,9 +31,8 @@ function, outside the fallback's control flow, and are cloned into each copy: IR
 them at compile time only outside control flow, and one left behind would run on every call.
 
 Measured (2-core shared x86, batch 1, all blocks on, gated / plain, local-sync,
-``benchmarks/compile_bench.py``): the gated path 1.045-1.08 (ResNet-20) and 1.05-1.09
-(ResNet-110), a front configuration 1.017-1.045 and 1.005-1.016 across runs on this noisy
-machine (alternating the two models alone on a quiet one: 1.00-1.01 for ResNet-20).
+``benchmarks/compile_bench.py``): the gated path 1.035-1.054 (ResNet-20) and 1.034
+(ResNet-110), a front configuration 1.002-1.017 and 1.0065 across runs on this noisy machine.
 Cost: compile time (ResNet-110 with 10 configurations: 6-9 s -> 12-16 s), the vmfb (+6 % for
 ResNet-20 with 7 configurations, +3 % for ResNet-110 with 10) and one command buffer per
 configuration.
@@ -48,7 +47,7 @@ from iree.compiler import ir
 from iree.compiler.dialects import arith, scf
 
 from compiler_passes import CompilerPass, PassContext, PassError, register_pass
-from compiler_passes._mlir import all_ifs, defining_op, entry_function, walk
+from compiler_passes._mlir import defining_op, entry_function, gate_ifs, is_gate, walk
 
 WORD_BITS = 63  # gates per key word: bit 63 stays clear, so every key is a non-negative i64
 
@@ -69,7 +68,7 @@ def _compute_ops(block: ir.Block, flags: Sequence[ir.Value], sink: ir.Operation)
     ``sink``, which consumes the result."""
     ops = [o.operation for o in block.operations]
     start = max(ops.index(defining_op(f)) for f in flags) + 1
-    gates = [i for i, o in enumerate(ops) if o.name == "scf.if"]
+    gates = [i for i, o in enumerate(ops) if is_gate(o)]
     if not gates or min(gates) < start or ops.index(sink) < start:
         raise PassError("specialize-configs: the host reads of cfg must come before the network")
     return ops[start:ops.index(sink)]
@@ -224,7 +223,7 @@ class SpecializeConfigs(CompilerPass):
                             f"{ctx.num_gates} gates")
         func = entry_function(module, ctx)
         block = func.regions[0].blocks[0]
-        gates = [op for op in all_ifs(func) if op.parent.operation == func]  # top-level gates only
+        gates = [op for op in gate_ifs(func) if op.parent.operation == func]  # top-level gates only
         gate_of = {op: _host_gate_index(op.operands[0]) for op in gates}
         if sorted(gate_of.values()) != list(range(ctx.num_gates)):
             raise PassError(f"specialize-configs: the top-level scf.if read cfg entries {sorted(gate_of.values())}, "

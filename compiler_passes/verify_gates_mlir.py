@@ -15,7 +15,7 @@ from typing import Any
 from iree.compiler import ir
 
 from compiler_passes import CompilerPass, PassContext, PassError, register_pass
-from compiler_passes._mlir import all_ifs, cfg_values, defining_op, entry_function, forward_slice, is_float
+from compiler_passes._mlir import cfg_values, defining_op, entry_function, forward_slice, gate_ifs, is_float
 
 
 @register_pass
@@ -26,7 +26,7 @@ class VerifyGatesMlir(CompilerPass):
 
     def run(self, module: ir.Module, ctx: PassContext) -> dict[str, Any]:
         func = entry_function(module, ctx)
-        ifs = all_ifs(func)
+        ifs = gate_ifs(func)
         tainted, conditioned = forward_slice(func, cfg_values(func, ctx))
         flattened = sorted({op.name for v in tainted if is_float(v.type) and (op := defining_op(v)) is not None})
         problems = []

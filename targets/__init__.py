@@ -52,10 +52,17 @@ class Target:
     serving_cores: tuple[int, ...] = ()  # cores the serving thread is pinned to (default: the big cores)
     power: PowerFigures | None = None
     extra_flags: tuple[str, ...] = field(default=())
+    # Every kernel starts on an L1 line. Otherwise a kernel's hot loops land wherever the bytes
+    # before them (dispatch names, the bundle's file name) push them: the same gated ResNet-20
+    # compiled under four file names spread 4.5 % in latency on the x86 host, 1.5 % aligned.
+    cache_line_bytes: int = 64
 
     def __post_init__(self) -> None:
         if self.float_abi not in (None, "hard", "soft"):
             raise ValueError(f"target {self.name}: float_abi must be 'hard', 'soft' or None, got {self.float_abi!r}")
+        if self.cache_line_bytes < 1 or self.cache_line_bytes & (self.cache_line_bytes - 1):
+            raise ValueError(f"target {self.name}: cache_line_bytes must be a power of two, "
+                             f"got {self.cache_line_bytes}")
         if not self.serving_cores:
             object.__setattr__(self, "serving_cores", self.big_cores)
 
@@ -66,6 +73,7 @@ class Target:
             "--iree-hal-local-target-device-backends=llvm-cpu",
             f"--iree-llvmcpu-target-triple={self.triple}",
             f"--iree-llvmcpu-target-cpu={self.cpu}",
+            f"--align-all-functions={self.cache_line_bytes.bit_length() - 1}",  # an LLVM option, log2 bytes
         ]
         if self.features:
             flags.append(f"--iree-llvmcpu-target-cpu-features={','.join(self.features)}")

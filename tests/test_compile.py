@@ -21,6 +21,7 @@ from edgeskip.cli import main
 from edgeskip.compile.elf import embedded_elfs
 from edgeskip.gating import GatedModel
 from edgeskip.training.checkpoint import load_checkpoint
+from targets import get_target
 
 ROOT = Path(__file__).resolve().parent.parent
 # Eight configurations, all-on and all-off included (B_s = 6 for resnet20).
@@ -138,6 +139,13 @@ def test_odroid_bundle_is_armv7_hard_float_neon(bundles) -> None:
         assert elf["fp_arch"] == "VFPv4" and elf["simd_arch"].startswith("NEON")
     assert bundle.manifest["executables"][0]["machine"] == "ARM"
 
+
+@pytest.mark.parametrize("target", ["host", "odroid-xu4", "rpi4"])
+def test_kernels_start_on_cache_lines(bundles, target: str) -> None:
+    """Kernel code aligned to the board's L1 line, so latency does not depend on incidental names."""
+    elfs = embedded_elfs((bundles(target).path / "model.vmfb").read_bytes())
+    assert elfs and all(e["text_alignment"] >= get_target(target).cache_line_bytes for e in elfs), \
+        [e["text_alignment"] for e in elfs]
 
 def test_elf_parser_agrees_with_readelf(bundles, tmp_path: Path) -> None:
     readelf = shutil.which("readelf")

@@ -106,19 +106,24 @@ def read_elf_bytes(data: bytes, path: str) -> dict[str, Any]:
     for n in range(shnum):
         off = shoff + n * shentsize
         if bits == 32:
-            name, _type, _flags, _addr, offset, size = struct.unpack_from(endian + "IIIIII", data, off)
+            name, _type, _flags, _addr, offset, size, _link, _info, align = struct.unpack_from(endian + "IIIIIIIII",
+                                                                                                data, off)
         else:
-            name, _type, _flags, _addr, offset, size = struct.unpack_from(endian + "IIQQQQ", data, off)
-        sections.append((name, offset, size))
+            name, _type, _flags, _addr, offset, size, _link, _info, align = struct.unpack_from(endian + "IIQQQQIIQ",
+                                                                                                data, off)
+        sections.append((name, offset, size, align))
     names_off = sections[shstrndx][1] if shnum else 0
     info: dict[str, Any] = {"file": path, "class": f"ELF{bits}",
                             "machine": MACHINES.get(e_machine, str(e_machine)),
                             "endianness": "little" if endian == "<" else "big"}
+    # The code section's alignment: the largest function alignment in it (targets' cache_line_bytes).
+    info["text_alignment"] = next((a for name, _o, _s, a in sections if _cstr(data, names_off + name)[0] == ".text"),
+                                  None)
     if e_machine == 40:
         info["eabi_version"] = e_flags >> 24
         info["float_abi"] = ("hard" if e_flags & EF_ARM_ABI_FLOAT_HARD else
                              "soft" if e_flags & EF_ARM_ABI_FLOAT_SOFT else "unspecified")
-        for name, offset, size in sections:
+        for name, offset, size, _align in sections:
             if _cstr(data, names_off + name)[0] == ".ARM.attributes":
                 attrs = parse_arm_attributes(data[offset:offset + size])
                 info["cpu_name"] = attrs.get(TAG_CPU_NAME)

@@ -1,9 +1,10 @@
 """Named compiler passes of the gCNN compile flow (Korol et al., Sec. II-A.2: lowering input-dependent gates
 to ``if`` blocks in an IREE flow), each registered by name, tested, and reported in the compile log.
 
-Two stages: ``onnx`` passes rewrite the exported ``onnx.ModelProto`` before import;
+Three stages: ``onnx`` passes rewrite the exported ``onnx.ModelProto`` before import;
 ``input`` passes rewrite or check the module after ``iree-compile --compile-to=input``
-(an ``iree.compiler.ir.Module``), before the rest of the compilation. A pass may name IREE
+(an ``iree.compiler.ir.Module``); ``stream`` passes rewrite it after ``--compile-to=stream``
+(IREE has scheduled and sized the work), before HAL lowering and code generation. A pass may name IREE
 flags it relies on (``iree_flags``). Every module of this package is imported on first use,
 so a new pass is a new file with a ``@register_pass`` class.
 """
@@ -35,7 +36,7 @@ class PassContext:
 
 class CompilerPass(ABC):
     name: ClassVar[str]
-    stage: ClassVar[str]  # "onnx" or "input"
+    stage: ClassVar[str]  # "onnx", "input" or "stream"
     description: ClassVar[str]
     iree_flags: ClassVar[tuple[str, ...]] = ()
 
@@ -45,11 +46,12 @@ class CompilerPass(ABC):
 
 
 PASSES: Registry[type[CompilerPass]] = Registry("compiler pass", discover="compiler_passes")
-STAGES = ("onnx", "input")
+STAGES = ("onnx", "input", "stream")
 # The default pipeline, in order within each stage: lay the gates out channels-last, then check the
-# gates, then rewrite their conditions, then specialize the Pareto configurations.
+# gates, then rewrite their conditions, then specialize the Pareto configurations, then give their
+# copies one transient size.
 DEFAULT_PIPELINE = ("channels-last-gate-boundaries", "channels-last-branch-weights", "verify-gates-mlir",
-                    "gate-conditions-without-host-syncs", "specialize-configs")
+                    "gate-conditions-without-host-syncs", "specialize-configs", "uniform-config-transients")
 
 
 def register_pass(cls: type[CompilerPass]) -> type[CompilerPass]:
@@ -67,5 +69,5 @@ def list_passes() -> list[str]:
     return PASSES.names()
 
 
-__all__ = ["DEFAULT_PIPELINE", "PASSES", "CompilerPass", "PassContext", "PassError", "get_pass", "list_passes",
-           "register_pass"]
+__all__ = ["DEFAULT_PIPELINE", "PASSES", "STAGES", "CompilerPass", "PassContext", "PassError", "get_pass",
+           "list_passes", "register_pass"]

@@ -50,6 +50,12 @@ from compiler_passes import CompilerPass, PassContext, PassError, register_pass
 from compiler_passes._mlir import defining_op, entry_function, gate_ifs, is_gate, walk
 
 WORD_BITS = 63  # gates per key word: bit 63 stays clear, so every key is a non-negative i64
+COPY_INFIX = "$config"
+
+
+def copy_symbol(entry: str, index: int) -> str:
+    """The function holding the straight-line copy for the ``index``-th specialized configuration."""
+    return f"{entry}{COPY_INFIX}{index}"
 
 
 def _host_gate_index(cond: ir.Value) -> int:
@@ -266,7 +272,7 @@ class SpecializeConfigs(CompilerPass):
                     outer = if_op.operation
                 else:
                     scf.YieldOp([if_op.result], ip=ip)  # the previous else yields this if's result
-                symbol = f"{ctx.entry}$config{len(copies)}"
+                symbol = copy_symbol(ctx.entry, len(copies))
                 _outline_copy(module, symbol, compute, result, args,
                               {op: bool(config[k]) for op, k in gate_of.items()}, constants)
                 copies.append(symbol)

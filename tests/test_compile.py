@@ -57,9 +57,11 @@ def test_bundle_layout_and_manifest(bundles, synthetic_checkpoint: Path) -> None
     assert m["compiler"]["iree_version"] == "3.13.0"
     assert m["compiler"]["passes"] == ["channels-last-gate-boundaries", "channels-last-branch-weights",
                                        "verify-gates-mlir", "gate-conditions-without-host-syncs",
-                                       "specialize-configs"]
+                                       "specialize-configs", "uniform-config-transients"]
     specialized = next(s for s in m["compile_log"] if s["name"] == "specialize-configs")
     assert specialized["configs"] == m["pareto_configs"] == 3  # every operating point of the front
+    uniform = next(s for s in m["compile_log"] if s["name"] == "uniform-config-transients")
+    assert uniform["copies"] == 3 and uniform["stage"] == "stream"
     assert any(f.startswith("--iree-llvmcpu-target-cpu=") for f in m["compiler"]["flags"])
     log = (bundle.path / "compile.log").read_text()
     assert all(p in log for p in m["compiler"]["passes"])

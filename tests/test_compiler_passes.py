@@ -25,7 +25,7 @@ MASKS = [[1] * 6, [0] * 6, [1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 1]]
 @pytest.mark.parametrize("name", list_passes())
 def test_pass_is_registered_and_described(name: str) -> None:
     p = get_pass(name)
-    assert p.name == name and p.stage in ("onnx", "input") and p.description
+    assert p.name == name and p.stage in ("onnx", "input", "stream") and p.description
 
 
 def test_default_pipeline_uses_registered_passes() -> None:
@@ -287,6 +287,38 @@ def test_specialize_configs_refuses_bad_input(input_module_text: str) -> None:
     with pytest.raises(PassError, match="run gate-conditions-without-host-syncs before"):
         get_pass("specialize-configs").run(module, PassContext(num_gates=6, specialized_configs=((1,) * 6,)))
 
+
+def _copy_transients(stream_text: str) -> dict[str, list[int]]:
+    """Per specialized copy in a stream-phase module, the byte sizes of its transient allocations."""
+    out = {}
+    for m in re.finditer(r"util\.func private @(main_graph\$config\d+)\(.*?\n  }", stream_text, re.S):
+        body = m.group(0)
+        constants = dict(re.findall(r"(%\w+) = arith\.constant (\d+) : index", body))
+        sizes = re.findall(r"stream\.resource\.alloca uninitialized [^\n]*transient>\{(%\w+)\}", body)
+        out[m.group(1)] = [int(constants[v]) for v in sizes]
+    return out
+
+
+def test_uniform_config_transients_gives_every_copy_one_size(input_module_text: str, tmp_path: Path) -> None:
+    specialized, _ = _specialized(input_module_text, FRONT)
+    stream_text = _to_stream(str(specialized), tmp_path, "specialized")
+    before = _copy_transients(stream_text)
+    assert len(before) == len(FRONT) and all(len(sizes) == 1 for sizes in before.values()), before
+    largest = max(sizes[0] for sizes in before.values())
+    assert len({sizes[0] for sizes in before.values()}) > 1, "copies of one size: this test would prove nothing"
+    module = ir.Module.parse(stream_text, ir.Context())
+    summary = get_pass("uniform-config-transients").run(module, CTX)
+    assert _copy_transients(str(module)) == {name: [largest] for name in before}
+    assert summary == {"copies": len(FRONT), "left_alone": 0, "transient_bytes": largest,
+                       "resized": sum(sizes[0] != largest for sizes in before.values())}
+
+
+def test_uniform_config_transients_without_copies_changes_nothing(input_module_text: str, tmp_path: Path) -> None:
+    generic, _ = _specialized(input_module_text, [])
+    stream_text = _to_stream(str(generic), tmp_path, "generic")
+    module = ir.Module.parse(stream_text, ir.Context())
+    assert get_pass("uniform-config-transients").run(module, CTX) == {"copies": 0, "left_alone": 0}
+    assert str(module) == str(ir.Module.parse(stream_text, ir.Context()))
 
 def test_specialized_executable_equals_the_gated_one(gated_onnx: Path, tmp_path: Path) -> None:
     """Front configs run their copy, others the gates: every configuration gives the generic path's output."""

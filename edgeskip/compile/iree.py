@@ -6,7 +6,9 @@ The flow, with the registered :mod:`compiler_passes` at their stages:
 2. ``iree-import-onnx`` turns it into MLIR (``onnx.If`` -> ``torch.prim.If`` -> ``scf.if``);
 3. ``iree-compile --compile-to=input``; the ``input`` passes check/rewrite that module
    (``verify-gates-mlir``, ``gate-conditions-without-host-syncs``, ``specialize-configs``);
-4. ``iree-compile --compile-from=input`` with the board's flags writes the ``.vmfb``.
+4. with ``stream`` passes enabled, ``iree-compile --compile-from=input --compile-to=stream``
+   and the passes rewrite the scheduled module (``uniform-config-transients``);
+5. ``iree-compile`` from the last rewritten phase, with the board's flags, writes the ``.vmfb``.
 
 Every step is timed and logged in :class:`CompileLog`; a failing tool's stderr is shown.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 import onnx
 
-from compiler_passes import DEFAULT_PIPELINE, PassContext, get_pass
+from compiler_passes import DEFAULT_PIPELINE, CompilerPass, PassContext, get_pass
 from edgeskip.compile.errors import CompileError
 from targets import Target
 
@@ -94,8 +96,6 @@ def compile_onnx(model: onnx.ModelProto, target: Target, out_vmfb: Path, work_di
 
     ``specialize``: configurations (the Pareto front's) that ``specialize-configs`` compiles as
     straight-line copies; every other cfg runs the gated network."""
-    from iree.compiler import ir
-
     log = log if log is not None else CompileLog()
     ctx = PassContext(num_gates=num_gates,
                       specialized_configs=tuple(tuple(int(v) for v in c) for c in specialize))
@@ -106,20 +106,37 @@ def compile_onnx(model: onnx.ModelProto, target: Target, out_vmfb: Path, work_di
         summary = p.run(model, ctx)
         log.add("pass", p.name, time.perf_counter() - t, stage=p.stage, **summary)
     input_path = import_to_input(model, flags, work_dir, log)
-    input_passes = [p for p in instances if p.stage == "input"]
-    source, ready_path = input_path, work_dir / "model.input.rewritten.mlir"
-    if input_passes:
-        with ir.Context() as mlir_ctx:
-            module = ir.Module.parse(input_path.read_text(), mlir_ctx)
-            for p in input_passes:
-                t = time.perf_counter()
-                summary = p.run(module, ctx)
-                log.add("pass", p.name, time.perf_counter() - t, stage=p.stage, **summary)
-            ready_path.write_text(str(module))
-        source = ready_path
-    _run([_tool("iree-compile"), *flags, "--compile-from=input", str(source), "-o", str(out_vmfb)], log,
+    source = _run_mlir_passes([p for p in instances if p.stage == "input"], input_path,
+                              work_dir / "model.input.rewritten.mlir", ctx, log)
+    phase = "input"
+    stream_passes = [p for p in instances if p.stage == "stream"]
+    if stream_passes:
+        stream_path = work_dir / "model.stream.mlir"
+        to_stream = [f for f in flags if not f.startswith("--compile-to=")]  # a caller's --compile-to is for the end
+        _run([_tool("iree-compile"), *to_stream, "--compile-from=input", "--compile-to=stream", str(source),
+              "-o", str(stream_path)], log, "iree-compile --compile-to=stream")
+        source = _run_mlir_passes(stream_passes, stream_path, work_dir / "model.stream.rewritten.mlir", ctx, log)
+        phase = "stream"
+    _run([_tool("iree-compile"), *flags, f"--compile-from={phase}", str(source), "-o", str(out_vmfb)], log,
          "iree-compile")
     return flags
+
+
+def _run_mlir_passes(passes: Sequence[CompilerPass], source: Path, out: Path, ctx: PassContext,
+                     log: CompileLog) -> Path:
+    """Run ``passes`` over the MLIR module in ``source``; the rewritten module's path (``source`` if none)."""
+    from iree.compiler import ir
+
+    if not passes:
+        return source
+    with ir.Context() as mlir_ctx:
+        module = ir.Module.parse(source.read_text(), mlir_ctx)
+        for p in passes:
+            t = time.perf_counter()
+            summary = p.run(module, ctx)
+            log.add("pass", p.name, time.perf_counter() - t, stage=p.stage, **summary)
+        out.write_text(str(module))
+    return out
 
 
 def import_to_input(model: onnx.ModelProto, flags: Sequence[str], work_dir: Path,

@@ -10,14 +10,15 @@ like with like on a noisy machine:
     generic path, which every configuration outside the front takes (no specialization), the same
     without the ``channels-last-gate-boundaries`` pass, and with IREE's default allocator instead of
     the runtime's caching one. These ratios are measured with calls alternating between the two
-    models, as the ratio of their 20th-percentile latencies (``paired_ratio``), the rest
-    round-robin;
+    models, as the ratio of their 20th-percentile latencies (``paired_ratio``), the median of
+    three repeats in the run (each is in the JSON), the rest round-robin;
 (b) skip scaling: skipping the N least-index blocks / all on, next to the MAC ratio;
 (c) peers: ONNX Runtime 1 thread (plain and gated ONNX) and PyTorch eager 1 thread; goal: gated
     IREE at full depth >= 1.3x faster than ONNX Runtime on the gated ONNX;
 (d) config switching: a different configuration every call / the same one (goal <= 1.01), per
-    configuration at the 20th percentile: between the front's configurations (what the server
-    does), and with random configurations outside the front mixed in;
+    configuration at the 20th percentile, the median of three repeats: between the front's
+    configurations (what the server does), and with random configurations outside the front
+    mixed in;
 (e) drivers: local-task / local-sync, with and without the ``gate-conditions-without-host-syncs``
     pass (the pass should bring local-task down to local-sync).
 
@@ -202,14 +203,17 @@ def bench_model(name: str, rounds: int, per_round: int, work: Path) -> dict[str,
         mixed = [m for pair in zip(pool, [np.array([rng.randint(0, 1) for _ in range(b_s)], np.int64)
                                           for _ in pool], strict=True) for m in pair]
         samples = round_robin(variants, rounds, per_round)
-        switch_ratio = _switching_ratio(fns["gated"]["local-sync"], x, pool, 3 * rounds)
-        mixed_ratio = _switching_ratio(fns["gated"]["local-sync"], x, mixed, 3 * rounds)
-        overhead = {key: paired_ratio(variants[a], variants[b], 30 * rounds) for key, (a, b) in {
+        switch_runs = _repeated(lambda: _switching_ratio(fns["gated"]["local-sync"], x, pool, 3 * rounds))
+        mixed_runs = _repeated(lambda: _switching_ratio(fns["gated"]["local-sync"], x, mixed, 3 * rounds))
+        overhead_runs = {key: _repeated(lambda a=a, b=b: paired_ratio(variants[a], variants[b], 30 * rounds))
+                         for key, (a, b) in {
             "gated_all_on_over_plain": ("iree_gated_sync", "iree_plain_sync"),
             "generic_path_over_plain": ("iree_gated_generic_sync", "iree_plain_sync"),
             "generic_without_gate_boundaries_pass": ("iree_gated_noboundaries_sync", "iree_plain_sync"),
             "with_default_allocator": ("iree_gated_sync_default_alloc", "iree_plain_sync_default_alloc"),
         }.items()}
+    overhead = {key: statistics.median(runs) for key, runs in overhead_runs.items()}
+    switch_ratio, mixed_ratio = statistics.median(switch_runs), statistics.median(mixed_runs)
 
     med = {k: round(statistics.median(v), 4) for k, v in samples.items()}
     skip = []
@@ -228,7 +232,9 @@ def bench_model(name: str, rounds: int, per_round: int, work: Path) -> dict[str,
         "a_gate_overhead": {
             "gated_all_on_over_plain": round(gate_overhead, 4), "goal": "<= 1.02", "met": gate_overhead <= 1.02,
             "specialized_configs": len(front),
-            "measured": "alternating calls, ratio of the 20th-percentile latencies (paired_ratio)",
+            "measured": f"alternating calls, ratio of the 20th-percentile latencies (paired_ratio), "
+                        f"median of {REPEATS} repeats",
+            "repeats": [round(r, 4) for r in overhead_runs["gated_all_on_over_plain"]],
             # A configuration outside the front runs the generic gated network (one scf.if per gate):
             "generic_path_over_plain": round(overhead["generic_path_over_plain"], 4),
             # The generic path without the gate-boundaries pass, and the front path with IREE's default allocator:
@@ -242,6 +248,7 @@ def bench_model(name: str, rounds: int, per_round: int, work: Path) -> dict[str,
                     "torch_plain_over_iree_plain": round(ratio(samples, "torch_plain_1t", "iree_plain_sync"), 3)},
         "d_config_switching": {"switching_over_fixed": round(switch_ratio, 4), "goal": "<= 1.01",
                                "met": switch_ratio <= 1.01, "configs": len(pool),
+                               "repeats": [round(r, 4) for r in switch_runs],
                                "with_configs_outside_the_front": round(mixed_ratio, 4)},
         "e_drivers": {
             "gated_task_over_sync_with_pass": round(ratio(samples, "iree_gated_task", "iree_gated_sync"), 3),
@@ -258,6 +265,13 @@ def _pass_flags(passes: tuple[str, ...]) -> list[str]:
     from compiler_passes import get_pass
 
     return list(dict.fromkeys(f for p in passes for f in get_pass(p).iree_flags))
+
+
+REPEATS = 3  # the goal ratios are measured this many times in the run; the JSON gives each and the median
+
+
+def _repeated(measure: Callable[[], float]) -> list[float]:
+    return [measure() for _ in range(REPEATS)]
 
 
 def _switching_ratio(fn: Callable[..., Any], x: np.ndarray, pool: list[np.ndarray], rounds: int,

@@ -31,8 +31,9 @@ function, outside the fallback's control flow, and are cloned into each copy: IR
 them at compile time only outside control flow, and one left behind would run on every call.
 
 Measured (2-core shared x86, batch 1, all blocks on, gated / plain, local-sync,
-``benchmarks/compile_bench.py``): the gated path 1.035-1.054 (ResNet-20) and 1.034
-(ResNet-110), a front configuration 1.002-1.017 and 1.0065 across runs on this noisy machine.
+``benchmarks/compile_bench.py``): the gated path 1.04-1.06 (ResNet-20) and 1.03-1.04
+(ResNet-110); a front configuration 1.008 and 1.009 (median of three repeats in one run;
+single measurements of ResNet-20 spread 1.002-1.022 on this noisy machine).
 Cost: compile time (ResNet-110 with 10 configurations: 6-9 s -> 12-16 s), the vmfb (+6 % for
 ResNet-20 with 7 configurations, +3 % for ResNet-110 with 10) and one command buffer per
 configuration.

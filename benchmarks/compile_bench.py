@@ -52,7 +52,8 @@ from edgeskip.models import create_model
 from edgeskip.models.cost import mac_profile
 from targets import get_target
 
-GENERIC = tuple(p for p in DEFAULT_PIPELINE if p != "specialize-configs")
+# No specialization: uniform-config-transients would find no copies, and only add a stream round trip.
+GENERIC = tuple(p for p in DEFAULT_PIPELINE if p not in ("specialize-configs", "uniform-config-transients"))
 NO_HOST_SYNC_PASS = tuple(p for p in GENERIC if p != "gate-conditions-without-host-syncs")
 NO_BOUNDARIES_PASS = tuple(p for p in GENERIC if p != "channels-last-gate-boundaries")
 

@@ -1,4 +1,4 @@
-"""Pass ``channels-last-branch-weights``: store the convolution weights that run inside control flow as HWIO.
+"""Pass ``channels-last-branch-weights``: store every convolution weight as HWIO, so none is transposed per call.
 
 Why (Korol et al., Sec. II-A.2, gates lowered to ``if`` blocks): IREE's channels-last
 preprocessing (``iree-preprocessing-convert-conv-to-channels-last``) rewrites each NCHW

@@ -59,6 +59,12 @@ def copy_symbol(entry: str, index: int) -> str:
     return f"{entry}{COPY_INFIX}{index}"
 
 
+def is_copy_symbol(entry: str, name: str) -> bool:
+    """Whether ``name`` is one of the functions :func:`copy_symbol` names for ``entry``."""
+    prefix = entry + COPY_INFIX
+    return name.startswith(prefix) and name[len(prefix):].isdigit()
+
+
 def _host_gate_index(cond: ir.Value) -> int:
     """k for a condition ``cfg[k] != 0`` read on the host (``hal.buffer.load`` at byte 8k)."""
     cmp = defining_op(cond)

@@ -15,13 +15,12 @@ The rewrite, at the ``stream`` phase (after IREE's stream scheduling sized the a
 before HAL lowering): in every copy with exactly one transient ``stream.resource.alloca``,
 the requested size becomes the largest among the copies. Only the request grows; every
 binding keeps its range, so the kernels read and write exactly what they did. One cached
-buffer then serves all operating points, so the memory held drops too. The gated path
+buffer then serves all operating points instead of one per size. The gated path
 (configurations outside the front) is left as it is.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from iree.compiler import ir
@@ -29,7 +28,7 @@ from iree.compiler.dialects import arith
 
 from compiler_passes import CompilerPass, PassContext, register_pass
 from compiler_passes._mlir import defining_op, walk
-from compiler_passes.specialize_configs import COPY_INFIX
+from compiler_passes.specialize_configs import is_copy_symbol
 
 TRANSIENT = "!stream.resource<transient>"
 
@@ -53,12 +52,11 @@ class UniformConfigTransients(CompilerPass):
     description = "give every specialized configuration the same transient size, so a switch reuses a warm buffer"
 
     def run(self, module: ir.Module, ctx: PassContext) -> dict[str, Any]:
-        copy_name = re.compile(re.escape(ctx.entry + COPY_INFIX) + r"\d+")
         sized: list[tuple[ir.Operation, int]] = []
         others = 0
         for op in module.body.operations:
             op = op.operation
-            if op.name != "util.func" or not copy_name.fullmatch(ir.StringAttr(op.attributes["sym_name"]).value):
+            if op.name != "util.func" or not is_copy_symbol(ctx.entry, ir.StringAttr(op.attributes["sym_name"]).value):
                 continue
             allocas = _transient_allocas(op)
             size = _constant_size(allocas[0]) if len(allocas) == 1 else None

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgeskip.data.base import DatasetSplits, ImageSet
-from edgeskip.design.evaluate import evaluate
+from edgeskip.design.evaluate import Evaluation, evaluate
 from edgeskip.gating import GatedModel, SkipConfig
 
 SPLITS = ("val", "test")
@@ -28,7 +28,7 @@ class ConfigEvaluator:
         self.data = data
         self.device = device
         self.batch_size = batch_size
-        self._cache: dict[tuple[str, tuple[int, ...]], float] = {}
+        self._cache: dict[tuple[str, tuple[int, ...]], Evaluation] = {}
 
     @property
     def num_blocks(self) -> int:
@@ -39,14 +39,21 @@ class ConfigEvaluator:
             raise ValueError(f"unknown split {name!r}; use one of {SPLITS}")
         return getattr(self.data, name)
 
-    def accuracy(self, mask: Sequence[int] | SkipConfig, split: str = "val") -> float:
+    def evaluation(self, mask: Sequence[int] | SkipConfig, split: str = "val") -> Evaluation:
         cfg = mask if isinstance(mask, SkipConfig) else SkipConfig.of(mask, self.num_blocks)
         key = (split, cfg.mask)
         if key not in self._cache:
             cfg_t = cfg.tensor().to(self.device)
-            self._cache[key], _ = evaluate(lambda x: self.gated(x, cfg_t), self.split(split), self.data.normalization,
-                                           batch_size=self.batch_size, device=self.device)
+            self._cache[key] = evaluate(lambda x: self.gated(x, cfg_t), self.split(split), self.data.normalization,
+                                        batch_size=self.batch_size, device=self.device)
         return self._cache[key]
+
+    def accuracy(self, mask: Sequence[int] | SkipConfig, split: str = "val") -> float:
+        return self.evaluation(mask, split).accuracy
+
+    def margin(self, mask: Sequence[int] | SkipConfig, split: str = "val") -> float:
+        """Mean top-1 softmax margin: the confidence the runtime expects of this configuration."""
+        return self.evaluation(mask, split).margin
 
     @property
     def evaluations(self) -> int:

@@ -47,7 +47,8 @@ def _points(evaluator: ConfigEvaluator, masks: list[SkipConfig], costs: MacProfi
             val = evaluator.accuracy(m, "val")
             test = evaluator.accuracy(m, "test") if with_test else None
             points.append(ConfigPoint(list(m.mask), val, lat.median_ms, costs.macs(m.mask), test, source,
-                                      {"latency_p90_ms": lat.p90_ms, "latency_p99_ms": lat.p99_ms}))
+                                      {"latency_p90_ms": lat.p90_ms, "latency_p99_ms": lat.p99_ms,
+                                       "val_margin": evaluator.margin(m, "val")}))
             bar.update(task, advance=1, info=f"skip {m.n_skipped}: val {val:.4f}, {lat.median_ms:.2f} ms")
     return points
 

@@ -1,39 +1,36 @@
-"""Running a workload against a server and measuring what the paper measures (Korol et al.,
-Sec. III-B and Table I): processed inferences, drops, online accuracy, latency, SLA
-violations, energy and inferences per joule.
+"""What one workload run measured, as the paper measures it (Korol et al., Sec. III-B and
+Table I): processed inferences, drops, online accuracy, latency, SLA violations, energy and
+inferences per joule; plus what dynamic depth scheduling asks to watch (the concept note's
+"Evaluation Implications"): the depth distribution and how often the configuration switches.
 
 Images come from the test split of the bundle's dataset with their labels, so accuracy is
-measured online. Requests go out at their scheduled times from a pool of sender threads
-(a request that meets a busy worker is answered 503 at once, so senders rarely wait long).
+measured online. The drivers that send them (over HTTP, or in-process) are in
+``drivers.py``; this module only turns their records into summaries.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-
-from edgeskip.evaluation.client import OIPClient, parse_metrics
-from edgeskip.progress import progress_bar
+from edgeskip_runtime.stats import percentile
 
 
 @dataclass
 class Record:
     index: int
     scheduled_s: float
-    sent_s: float
-    status: int
+    sent_s: float  # when the request actually went out (HTTP) or was admitted (in-process)
+    status: int  # 200 processed, 503 dropped, 4xx/5xx rejected, 0 no answer
     round_trip_ms: float
     label: int
     correct: bool | None = None
     n_skipped: int | None = None
     config: int | None = None
-    server_latency_ms: float | None = None
+    server_latency_ms: float | None = None  # time in the compiled module
     error: str | None = None
 
 
@@ -53,63 +50,26 @@ def load_inputs(dataset: str, n: int, seed: int, data_dir: str | None = None) ->
     return Inputs(test.images.numpy()[idx], test.labels.numpy()[idx])
 
 
-def run_workload(client: OIPClient, model: str, offsets: list[float], inputs: Inputs, *,
-                 priorities: list[int] | None = None, budget_ms: float | None = None, sla_ms: float | None = None,
-                 senders: int = 32, progress: bool = True, label: str = "bench") -> dict[str, Any]:
-    records: list[Record | None] = [None] * len(offsets)
-    before = parse_metrics(client.metrics())
-    start = time.perf_counter() + 0.05
-    lock = threading.Lock()
-
-    def send(i: int) -> None:
-        sent = time.perf_counter() - start
-        t0 = time.perf_counter()
-        try:
-            status, doc, logits = client.infer_uint8(model, inputs.images[i], latency_budget_ms=budget_ms,
-                                                     priority=priorities[i] if priorities else None)
-        except Exception as e:
-            status, doc, logits = 0, {"error": str(e)}, None
-        rt = (time.perf_counter() - t0) * 1e3
-        rec = Record(i, offsets[i], sent, status, rt, int(inputs.labels[i]))
-        if status == 200 and logits is not None:
-            p = doc["parameters"]
-            rec.correct = bool(int(np.argmax(logits[0])) == rec.label)
-            rec.n_skipped, rec.config, rec.server_latency_ms = p["n_skipped"], p["config"], p["latency_ms"]
-        elif status != 503:
-            rec.error = str(doc.get("error"))
-        with lock:
-            records[i] = rec
-
-    with progress_bar(progress) as bar, ThreadPoolExecutor(max_workers=senders) as pool:
-        task = bar.add_task(label, total=len(offsets), info="")
-        for i, off in enumerate(offsets):
-            delay = start + off - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(send, i).add_done_callback(lambda _: bar.advance(task))
-    duration = time.perf_counter() - start
-    after = parse_metrics(client.metrics())
-    done = [r for r in records if r is not None]
-    return summarize(done, before, after, duration, sla_ms if sla_ms is not None else budget_ms)
+def switches_per_100(records: list[Record]) -> float:
+    """Configuration changes between consecutive processed requests, per 100 processed (oscillation)."""
+    configs = [r.config for r in sorted(records, key=lambda r: r.sent_s) if r.status == 200]
+    if len(configs) < 2:
+        return 0.0
+    return 100.0 * sum(a != b for a, b in itertools.pairwise(configs)) / len(configs)
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
-def summarize(records: list[Record], before: dict[str, float], after: dict[str, float], duration_s: float,
-              sla_ms: float | None) -> dict[str, Any]:
+def summarize(records: list[Record], duration_s: float, sla_ms: float | None,
+              energy: dict[str, Any]) -> dict[str, Any]:
+    """``energy``: ``{"joules", "estimate", "source"}`` spent during the run."""
     processed = [r for r in records if r.status == 200]
     dropped = [r for r in records if r.status == 503]
     lat = [r.round_trip_ms for r in processed]
-    energy = after.get("edgeskip_energy_joules_total", 0.0) - before.get("edgeskip_energy_joules_total", 0.0)
     hist: dict[int, int] = {}
     for r in processed:
         hist[r.n_skipped] = hist.get(r.n_skipped, 0) + 1
     correct = sum(bool(r.correct) for r in processed)
+    violations = sum(r.round_trip_ms > sla_ms for r in processed) if sla_ms else 0
+    joules = energy["joules"]
     return {
         "requests": len(records),
         "processed": len(processed),
@@ -117,19 +77,18 @@ def summarize(records: list[Record], before: dict[str, float], after: dict[str, 
         "rejected_or_failed": len(records) - len(processed) - len(dropped),
         "online_accuracy": correct / len(processed) if processed else None,
         "accuracy_over_sent": correct / len(records) if records else None,
-        "latency_ms": {"p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99),
+        "latency_ms": {"p50": percentile(lat, 0.5) if lat else None, "p99": percentile(lat, 0.99) if lat else None,
                        "mean": statistics.fmean(lat) if lat else None},
-        "server_latency_ms_p50": _pct([r.server_latency_ms for r in processed], 0.5),
+        "server_latency_ms_p50": percentile([r.server_latency_ms for r in processed], 0.5) if processed else None,
         "sla_ms": sla_ms,
-        "sla_violations": sum(r.round_trip_ms > sla_ms for r in processed) if sla_ms else 0,
+        "sla_violations": violations,
+        "sla_violation_rate": violations / len(processed) if processed and sla_ms else None,
         "duration_s": duration_s,
-        "energy": {"joules": energy, "estimate": bool(after.get("energy_estimate", 1.0)),
-                   "source": "sensor" if after.get("energy_source_is_sensor") else "power model (estimate)"},
-        "inferences_per_joule": len(processed) / energy if energy > 0 else None,
+        "energy": energy,
+        "inferences_per_joule": len(processed) / joules if joules > 0 else None,
         "skipped_histogram": {str(k): v for k, v in sorted(hist.items())},
+        "switches_per_100": switches_per_100(records),
         "timeline": [{"t": r.sent_s, "status": r.status, "n_skipped": r.n_skipped} for r in records],
-        "server_counters": {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after
-                            if k.startswith("edgeskip_requests")},
         "records": [asdict(r) for r in records],
     }
 

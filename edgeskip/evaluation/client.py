@@ -82,13 +82,16 @@ class OIPClient:
         return doc
 
     def infer_uint8(self, model: str, image: np.ndarray, *, priority: int | None = None,
-                    latency_budget_ms: float | None = None) -> tuple[int, dict[str, Any], np.ndarray | None]:
+                    latency_budget_ms: float | None = None,
+                    label: int | None = None) -> tuple[int, dict[str, Any], np.ndarray | None]:
         """Send raw uint8 pixels ``(C, H, W)`` in binary form; returns status, response header, logits."""
         params: dict[str, Any] = {}
         if priority is not None:
             params["priority"] = priority
         if latency_budget_ms is not None:
             params["latency_budget_ms"] = latency_budget_ms
+        if label is not None:
+            params["label"] = label
         raw = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
         header = json.dumps({"parameters": params,
                              "inputs": [{"name": "image", "shape": list(image.shape), "datatype": "UINT8",
@@ -126,3 +129,10 @@ def parse_metrics(text: str) -> dict[str, float]:
             out["energy_estimate"] = float('estimate="true"' in name_labels)
             out["energy_source_is_sensor"] = float("powercap" in name_labels or "hwmon" in name_labels)
     return out
+
+
+def energy_between(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The energy a server reported spending between two :func:`parse_metrics` snapshots."""
+    return {"joules": after.get("edgeskip_energy_joules_total", 0.0) - before.get("edgeskip_energy_joules_total", 0.0),
+            "estimate": bool(after.get("energy_estimate", 1.0)),
+            "source": "sensor" if after.get("energy_source_is_sensor") else "power model (estimate)"}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgeskip.evaluation.bench import Inputs, Record, summarize
-from edgeskip.evaluation.client import OIPClient, parse_metrics
+from edgeskip.evaluation.client import OIPClient, energy_between, parse_metrics
 
 
 def run_loadgen(client: OIPClient, model: str, inputs: Inputs, *, target_qps: float, target_latency_ms: float,
@@ -80,7 +80,7 @@ def run_loadgen(client: OIPClient, model: str, inputs: Inputs, *, target_qps: fl
     summary = (log_dir / "mlperf_log_summary.txt").read_text() if (log_dir / "mlperf_log_summary.txt").exists() else ""
     verdict = next((line.split(":", 1)[1].strip() for line in summary.splitlines() if line.startswith("Result is")),
                    "unknown")
-    result = summarize(records, before, parse_metrics(client.metrics()), duration, target_latency_ms)
+    result = summarize(records, duration, target_latency_ms, energy_between(before, parse_metrics(client.metrics())))
     result["loadgen"] = {"verdict": verdict, "target_qps": target_qps, "target_latency_ms": target_latency_ms,
                          "log_dir": str(log_dir)}
     return result

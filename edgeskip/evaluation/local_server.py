@@ -5,6 +5,7 @@ server's first line of output.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +19,11 @@ class LocalServer:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        if "serving" not in line:
+        started = re.match(r"edgeskip serving (\S+) on http://\S+:(\d+) \((.*)\)$", line.strip())
+        if started is None:
             self.proc.kill()
             raise RuntimeError(f"the server did not start: {line}{self.proc.stdout.read()}")
-        self.port = int(line.rsplit(":", 1)[1].split()[0])
-        self.model = line.split("serving ")[1].split()[0]
+        self.model, self.port, self.summary = started.group(1), int(started.group(2)), started.group(3)
         self.url = f"http://{host}:{self.port}"
 
     def readline(self) -> str:

@@ -6,6 +6,10 @@
 * ``poisson``: exponential inter-arrival times at ``rate`` requests/s, seeded.
 * ``trace``: arrival offsets replayed from a file (one number of seconds per line, or a JSON
   list), sorted, truncated to ``n``.
+* ``phased``: low load, overload, low load (a third of the requests each, at
+  ``PHASED_FACTORS`` × the period), the regime change Algorithm 1 must follow both ways.
+* ``bursts``: ``BURST_SIZE`` requests at ``BURST_SPACING`` × the period, then an idle gap,
+  so that the mean period is the given one: short overloads the policy must absorb.
 
 Each returns arrival offsets in seconds from the start of the run. The fourth workload,
 ``loadgen``, lets MLPerf LoadGen schedule the queries itself (see ``loadgen.py``).
@@ -53,6 +57,44 @@ def paper(spec: WorkloadSpec) -> list[float]:
             period = base * (1 + rng.uniform(-0.25, 0.25))
         out.append(t)
         t += period
+    return out
+
+
+PHASED_FACTORS = (2.0, 0.5, 2.0)  # x the period: low load, overload, low load
+BURST_SIZE = 10
+BURST_SPACING = 0.25  # x the period, inside a burst
+
+
+@WORKLOADS.register("phased")
+def phased(spec: WorkloadSpec) -> list[float]:
+    base = _period(spec)
+    t, out = 0.0, []
+    for i in range(spec.n):
+        out.append(t)
+        t += base * PHASED_FACTORS[min(len(PHASED_FACTORS) - 1, i * len(PHASED_FACTORS) // spec.n)]
+    return out
+
+
+def phased_phases(offsets: list[float]) -> list[dict[str, float]]:
+    """Start, end and period factor of each phase of a ``phased`` arrival sequence (for plots and reports)."""
+    n, k = len(offsets), len(PHASED_FACTORS)
+    out = []
+    for j, factor in enumerate(PHASED_FACTORS):
+        lo, hi = j * n // k, (j + 1) * n // k
+        if lo < hi:
+            end = offsets[hi] if hi < n else offsets[-1]
+            out.append({"start_s": offsets[lo], "end_s": end, "period_factor": factor, "first": lo, "last": hi - 1})
+    return out
+
+
+@WORKLOADS.register("bursts")
+def bursts(spec: WorkloadSpec) -> list[float]:
+    base = _period(spec)
+    gap = base * BURST_SIZE - base * BURST_SPACING * (BURST_SIZE - 1)  # mean period stays `base`
+    t, out = 0.0, []
+    for i in range(spec.n):
+        out.append(t)
+        t += gap if (i + 1) % BURST_SIZE == 0 else base * BURST_SPACING
     return out
 
 

@@ -139,7 +139,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                                                  f"acc {correct / seen:.3f} lr {lr:.4f}")
             train_seconds = time.perf_counter() - t0
             model.eval()
-            val_acc, val_loss = evaluate(model, data.val, data.normalization, device=device)
+            val_acc, val_loss, _ = evaluate(model, data.val, data.normalization, device=device)
             record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                       "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr, "seconds": train_seconds,
                       "train_images_per_s": seen / train_seconds}

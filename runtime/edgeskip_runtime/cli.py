@@ -66,7 +66,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-acc", type=float, default=None,
                    help="drop configurations below this accuracy (default: no-skip accuracy - 0.10)")
     p.add_argument("--delta-req-ms", type=float, default=None,
-                   help="algorithm1: idle time before skipping one less (default: profiled no-skip latency)")
+                   help="algorithm1/performance-aware: idle time before skipping one block less (default: the "
+                        "no-skip service time measured here, module plus the server's own handling, calibrated "
+                        "at start and tracked online)")
     p.add_argument("--min-skipped", type=int, default=0, help="depth ceiling: always skip at least this many")
     p.add_argument("--max-skipped", type=int, default=None, help="depth floor: never skip more than this many")
     p.add_argument("--static-config", type=int, default=0, help="static: index of the configuration to use")

@@ -15,7 +15,9 @@ This module is pure Python (no torch): the board runtime reads and re-filters th
 
 ``configs`` is sorted by ``n_skipped``; the first entry is the no-skip configuration, which
 is kept even when another mask dominates it (Algorithm 1 starts there). Files written by
-``edgeskip pareto`` also carry ``pareto_optimal`` and latency ``p90``/``p99`` per config.
+``edgeskip pareto`` also carry ``pareto_optimal``, latency ``p90``/``p99`` and ``val_margin``
+(mean top-1 softmax margin on the validation split, the confidence the performance-aware
+policy expects of that configuration) per config.
 """
 
 from __future__ import annotations

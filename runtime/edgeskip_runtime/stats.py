@@ -15,12 +15,16 @@ class LatencyStats:
     samples: int
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile, ``q`` in [0, 1]."""
+    if not values:
+        raise ValueError("no values")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
 def summarize(samples_ms: Sequence[float]) -> LatencyStats:
     if not samples_ms:
         raise ValueError("no latency samples")
-    s = sorted(samples_ms)
-
-    def pct(q: float) -> float:  # nearest-rank percentile
-        return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-    return LatencyStats(statistics.median(s), pct(0.90), pct(0.99), len(s))
+    return LatencyStats(statistics.median(samples_ms), percentile(samples_ms, 0.90), percentile(samples_ms, 0.99),
+                        len(samples_ms))

@@ -1,6 +1,13 @@
 """Depth policies (Korol et al., Sec. II-B, Algorithm 1; the dynamic-depth-scheduling note)."""
 
-from edgeskip_runtime.policies import algorithm1, budget, load_aware, priority, static  # noqa: F401  (register)
+from edgeskip_runtime.policies import (  # noqa: F401  (register)
+    algorithm1,
+    budget,
+    load_aware,
+    performance_aware,
+    priority,
+    static,
+)
 from edgeskip_runtime.policies.algorithm1 import Algorithm1Policy
 from edgeskip_runtime.policies.base import (
     Decision,

@@ -1,15 +1,21 @@
 """Depth policies: which skip configuration serves the next request (Korol et al., Sec. II-B;
-the dynamic-depth-scheduling concept note: load-, budget- and priority-aware policies with
-hard depth floors and ceilings).
+the README, "Depth policies": load-, budget-, priority- and performance-aware
+policies with hard depth floors and ceilings).
 
 A policy sees three events, all with explicit timestamps so tests can drive it with a fake
 clock:
 
 * ``on_busy(request, now)``: a request arrived while the worker was busy (it is dropped, or
   queued when the server has a queue);
-* ``select(request, now)``: the worker is about to process ``request``; return the index
-  of the operating point to use and why;
-* ``on_done(request, now, latency_ms)``: processing finished.
+* ``select(request, now)``: ``request`` is admitted for processing; return the index of the
+  operating point to use and why. The server calls it at the request's arrival, atomically
+  with the busy check (Algorithm 1, lines 5-12), so a later arrival cannot change it;
+* ``on_done(request, now, latency_ms, logits)``: processing finished, with the module time
+  and the output (for quality-driven policies).
+
+A policy that needs the server's no-skip service time (Algorithm 1's Δreq) reads it from the
+``service`` object it is given (:class:`edgeskip_runtime.service_time.ServiceTimeEstimate`),
+which the server calibrates and tracks online.
 
 Every policy chooses only among the *allowed* operating points: those at or above
 ``min_acc`` and within the global depth floor and ceiling. That is enforced here, once,
@@ -19,9 +25,9 @@ so no policy can leave the bounds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Protocol
 
 
 class PolicyError(ValueError):
@@ -37,6 +43,7 @@ class OperatingPoint:
     accuracy: float
     latency_ms: float
     latency_p99_ms: float
+    margin: float | None = None  # mean top-1 softmax margin on validation, when the Pareto file has it
 
     @property
     def n_skipped(self) -> int:
@@ -46,8 +53,10 @@ class OperatingPoint:
     def from_pareto(cls, doc: dict[str, Any]) -> list[OperatingPoint]:
         points = []
         for i, c in enumerate(doc["configs"]):
+            margin = c.get("val_margin")
             points.append(cls(i, tuple(c["mask"]), float(c["val_accuracy"]), float(c["latency_ms"]),
-                              float(c.get("latency_p99_ms", c["latency_ms"]))))
+                              float(c.get("latency_p99_ms", c["latency_ms"])),
+                              None if margin is None else float(margin)))
         return points
 
 
@@ -57,6 +66,14 @@ class Request:
     arrival: float  # seconds, on the policy's clock
     priority: int = 0
     latency_budget_ms: float | None = None
+    label: int | None = None  # the true class, when the client sends it (online accuracy)
+
+
+class ServiceTime(Protocol):
+    """What a policy may read of the server's measured no-skip service time."""
+
+    @property
+    def service_ms(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,7 @@ class PolicySettings:
     min_acc: float | None = None
     min_skipped: int = 0
     max_skipped: int | None = None
-    delta_req_ms: float | None = None  # Algorithm 1's idle spell; None = no-skip latency
+    delta_req_ms: float | None = None  # Algorithm 1's idle spell; None = the measured no-skip service time
     static_config: int = 0  # index into the Pareto file, for the static policy
     target_utilization: float = 0.8  # load-aware
     hysteresis: float = 0.15  # load-aware: relative band around the target before moving
@@ -86,7 +103,52 @@ class PolicySettings:
     ewma_alpha: float = 0.2  # load-aware: smoothing of arrival rate and service time
     default_budget_ms: float | None = None  # budget policy: used when a request has no budget
     tier_max_skipped: dict[int, int] = field(default_factory=dict)  # priority: per-tier depth floor
+    quality_window: int = 32  # performance-aware: requests per quality judgement
+    quality_tolerance: float = 0.15  # performance-aware: relative shortfall that tightens the floor
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> PolicySettings:
+        """These settings with some fields replaced (e.g. from a reload request), each checked."""
+        if not isinstance(overrides, Mapping):
+            raise PolicyError(f"policy settings must be an object, got {type(overrides).__name__}")
+        known = {f.name: f for f in fields(self)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise PolicyError(f"unknown policy settings {unknown}; known: {sorted(known)}")
+        return replace(self, **{k: _checked(k, v) for k, v in overrides.items()})
+
+
+_OPTIONAL = {"min_acc", "max_skipped", "delta_req_ms", "default_budget_ms"}
+_INTS = {"min_skipped", "max_skipped", "static_config", "quality_window"}
+
+
+def _checked(name: str, value: Any) -> Any:
+    """A settings value of the right type and range, or PolicyError naming the field."""
+    if value is None and name in _OPTIONAL:
+        return None
+    if name == "tier_max_skipped":
+        if not isinstance(value, Mapping):
+            raise PolicyError("tier_max_skipped must be an object {priority: max_skipped}")
+        try:
+            return {int(k): _checked("min_skipped", v) for k, v in value.items()}
+        except ValueError:
+            raise PolicyError(f"tier_max_skipped keys must be integer priorities, got {sorted(value)}") from None
+    if name == "extra":
+        if not isinstance(value, Mapping):
+            raise PolicyError("extra must be an object")
+        return dict(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PolicyError(f"{name} must be a number, got {value!r}")
+    if name in _INTS:
+        if value != int(value) or value < 0:
+            raise PolicyError(f"{name} must be a non-negative integer, got {value!r}")
+        return int(value)
+    if not value == value or value in (float("inf"), float("-inf")) or value < 0:  # NaN, inf, negative
+        raise PolicyError(f"{name} must be a finite non-negative number, got {value!r}")
+    return float(value)
 
 
 def allowed_points(points: Sequence[OperatingPoint], settings: PolicySettings) -> list[OperatingPoint]:
@@ -109,8 +171,10 @@ class Policy(ABC):
 
     name = "policy"
 
-    def __init__(self, points: Sequence[OperatingPoint], settings: PolicySettings | None = None) -> None:
+    def __init__(self, points: Sequence[OperatingPoint], settings: PolicySettings | None = None,
+                 service: ServiceTime | None = None) -> None:
         self.settings = settings or PolicySettings()
+        self.service = service
         self.all_points = list(points)
         self.points = allowed_points(points, self.settings)
 
@@ -125,8 +189,9 @@ class Policy(ABC):
     @abstractmethod
     def select(self, request: Request, now: float) -> Decision: ...
 
-    def on_done(self, request: Request, now: float, latency_ms: float) -> None:  # noqa: B027  (optional hook)
-        """Processing of ``request`` finished."""
+    def on_done(self, request: Request, now: float, latency_ms: float,  # noqa: B027  (optional hook)
+                logits: Any = None) -> None:
+        """Processing of ``request`` finished after ``latency_ms`` in the module, with output ``logits``."""
 
     def state(self) -> dict[str, Any]:
         """The policy's state, for the decision log."""

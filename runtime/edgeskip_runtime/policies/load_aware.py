@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edgeskip_runtime.policies.base import Decision, OperatingPoint, Policy, PolicySettings, Request
+from edgeskip_runtime.policies.base import Decision, OperatingPoint, Policy, PolicySettings, Request, ServiceTime
 from edgeskip_runtime.policies.registry import register_policy
 
 
@@ -21,8 +21,9 @@ from edgeskip_runtime.policies.registry import register_policy
 class LoadAwarePolicy(Policy):
     name = "load-aware"
 
-    def __init__(self, points: Sequence[OperatingPoint], settings: PolicySettings | None = None) -> None:
-        super().__init__(points, settings)
+    def __init__(self, points: Sequence[OperatingPoint], settings: PolicySettings | None = None,
+                 service: ServiceTime | None = None) -> None:
+        super().__init__(points, settings, service)
         self.current = 0
         self.rate_hz = 0.0
         self.service_s = [p.latency_ms / 1e3 for p in self.points]
@@ -65,7 +66,7 @@ class LoadAwarePolicy(Policy):
             reason = "dwell: hold"
         return Decision(self.current, reason)
 
-    def on_done(self, request: Request, now: float, latency_ms: float) -> None:
+    def on_done(self, request: Request, now: float, latency_ms: float, logits: Any = None) -> None:
         a = self.settings.ewma_alpha
         k = self.current
         self.service_s[k] = (1 - a) * self.service_s[k] + a * latency_ms / 1e3

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edgeskip_runtime.policies.base import Decision, OperatingPoint, PolicySettings, Request
+from edgeskip_runtime.policies.base import Decision, OperatingPoint, PolicySettings, Request, ServiceTime
 from edgeskip_runtime.policies.load_aware import LoadAwarePolicy
 from edgeskip_runtime.policies.registry import register_policy
 
@@ -22,8 +22,9 @@ from edgeskip_runtime.policies.registry import register_policy
 class PriorityPolicy(LoadAwarePolicy):
     name = "priority"
 
-    def __init__(self, points: Sequence[OperatingPoint], settings: PolicySettings | None = None) -> None:
-        super().__init__(points, settings)
+    def __init__(self, points: Sequence[OperatingPoint], settings: PolicySettings | None = None,
+                 service: ServiceTime | None = None) -> None:
+        super().__init__(points, settings, service)
         self.tiers = sorted(self.settings.tier_max_skipped.items())
 
     def cap(self, priority: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edgeskip_runtime.policies.base import OperatingPoint, Policy, PolicySettings
+from edgeskip_runtime.policies.base import OperatingPoint, Policy, PolicySettings, ServiceTime
 from edgeskip_runtime.registry import Registry
 
 POLICIES: Registry[type[Policy]] = Registry("policy")
@@ -18,5 +18,6 @@ def list_policies() -> list[str]:
     return POLICIES.names()
 
 
-def create_policy(name: str, points: Sequence[OperatingPoint], settings: PolicySettings | None = None) -> Policy:
-    return POLICIES.get(name)(points, settings)
+def create_policy(name: str, points: Sequence[OperatingPoint], settings: PolicySettings | None = None,
+                  service: ServiceTime | None = None) -> Policy:
+    return POLICIES.get(name)(points, settings, service)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edgeskip_runtime.policies.base import Decision, OperatingPoint, Policy, PolicyError, PolicySettings, Request
+from edgeskip_runtime.policies.base import (
+    Decision,
+    OperatingPoint,
+    Policy,
+    PolicyError,
+    PolicySettings,
+    Request,
+    ServiceTime,
+)
 from edgeskip_runtime.policies.registry import register_policy
 
 
@@ -12,8 +20,9 @@ from edgeskip_runtime.policies.registry import register_policy
 class StaticPolicy(Policy):
     name = "static"
 
-    def __init__(self, points: Sequence[OperatingPoint], settings: PolicySettings | None = None) -> None:
-        super().__init__(points, settings)
+    def __init__(self, points: Sequence[OperatingPoint], settings: PolicySettings | None = None,
+                 service: ServiceTime | None = None) -> None:
+        super().__init__(points, settings, service)
         wanted = self.settings.static_config
         matches = [i for i, p in enumerate(self.points) if p.index == wanted]
         if not matches:

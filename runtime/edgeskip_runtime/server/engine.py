@@ -1,20 +1,37 @@
 """The inference engine: one pinned worker, admission by drop (or a bounded queue), and the
 depth policy in the loop (Korol et al., Sec. II-B, Algorithm 1; Sec. III-B: MLPerf-style drop).
 
-A request that arrives while the worker is busy is dropped at once (``Dropped``) and the
-policy hears of it; with ``max_queue > 0`` up to that many requests wait instead, like
-Triton's ``max_queue_size``. The worker asks the policy for a configuration just before it
-runs a request and feeds that mask with the image to the compiled module. A new bundle is
-loaded, verified and smoke-tested beside the serving one and swapped in only if all of that
-succeeds (hot reload).
+Admission is where Algorithm 1 decides (lines 4-12), atomically under one lock:
+
+* the worker is busy (and the queue, if any, is full): the request is dropped at once
+  (:class:`Dropped`) and the policy hears of it (``on_busy``);
+* the worker is free: the policy chooses the request's configuration *now*, at its arrival
+  (``select``), and the request is handed to the worker. A request arriving a few µs later
+  finds the worker busy and cannot change that choice;
+* with ``max_queue > 0`` (like Triton's ``max_queue_size``) a request that finds the worker
+  busy but the queue not full waits; it counts as a busy arrival for the policy
+  (``on_busy``) and is decided when the worker takes it, from the policy state of that moment.
+
+The front end that owns a request (the HTTP handler, or the in-process bench driver) times
+it whole and reports the part outside the module (:meth:`observe_handling`); with the
+module times of no-skip requests, that keeps :class:`ServiceTimeEstimate` (Algorithm 1's
+default Δreq) current. Both parts are calibrated when the engine starts.
+
+A new bundle is loaded, verified, smoke-tested and its no-skip time measured beside the
+serving one, and swapped in only if all of that succeeds (hot reload). Requests already
+admitted finish on the bundle they were decided against.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
+import statistics
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +46,14 @@ from edgeskip_runtime.policies import OperatingPoint, Policy, PolicySettings, Re
 from edgeskip_runtime.server.decision_log import DecisionLog
 from edgeskip_runtime.server.metrics import ServerMetrics
 from edgeskip_runtime.server.oip import InferRequest
+from edgeskip_runtime.service_time import ServiceTimeEstimate
+
+CALIBRATION_RUNS = 30  # no-skip module runs timed when a bundle is loaded
+CALIBRATION_WARMUP = 5
+# The module call needs the GIL to return; with CPython's default 5 ms switch interval, a handler
+# thread busy parsing a request can hold the worker back for up to 5 ms (measured: a tight module
+# loop went from 1.5 to 6.8 ms per call beside a spinning Python thread, 1.4 ms at 0.1 ms).
+GIL_SWITCH_INTERVAL_S = 0.0002
 
 
 class Dropped(Exception):
@@ -43,6 +68,16 @@ class Loaded:
     model: CompiledModel
     points: list[OperatingPoint]
     policy: Policy
+    policy_name: str
+    settings: PolicySettings
+    cfg_arrays: dict[int, np.ndarray]  # Pareto index -> the checked cfg array the module takes
+    module_samples_ms: list[float]  # the no-skip calibration
+    no_skip_scale: dict[int, float]  # Pareto index -> profiled no-skip latency / its profiled latency
+
+    @property
+    def vmfb_sha256(self) -> str | None:
+        entry = self.bundle.manifest.get("files", {}).get("model.vmfb", {})
+        return entry.get("sha256") if isinstance(entry, dict) else entry
 
 
 @dataclass
@@ -57,11 +92,17 @@ class Result:
 
 
 @dataclass
-class _Job:
+class Job:
+    """An admitted request: decided at admission (``point`` set) or, when queued, by the worker."""
+
     request: InferRequest
-    rid: str
-    arrival: float
+    req: Request  # what the policy sees
+    loaded: Loaded
+    point: OperatingPoint | None = None
+    reason: str = ""
+    calibration: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    finished: float | None = None  # engine clock at completion
     result: Result | None = None
     error: BaseException | None = None
 
@@ -69,11 +110,12 @@ class _Job:
 class InferenceEngine:
     def __init__(self, bundle_path: str | Path, *, policy: str = "algorithm1", settings: PolicySettings | None = None,
                  driver: str = "local-sync", pin: bool = True, max_queue: int = 0,
-                 decision_log: DecisionLog | None = None, sla_ms: float | None = None, clock=time.monotonic) -> None:
+                 decision_log: DecisionLog | None = None, sla_ms: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if max_queue < 0:
             raise ValueError(f"max_queue must be >= 0, got {max_queue}")
-        self.policy_name = policy
-        self.settings = settings or PolicySettings()
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
+        self.configured_settings = settings or PolicySettings()  # what reloads override, field by field
         self.driver = driver
         self.pin = pin
         self.max_queue = max_queue
@@ -81,91 +123,184 @@ class InferenceEngine:
         self.clock = clock
         self.log = decision_log or DecisionLog(None)
         self.bundle_path = Path(bundle_path)
-        self.current = self._load(self.bundle_path)
+        self.service: ServiceTimeEstimate | None = None
+        self.current = self._load(self.bundle_path, policy, self.configured_settings)
         self.metrics = ServerMetrics(self.current.model.num_gates,
                                      EnergyMeter(self.current.bundle.manifest.get("target", {}).get("power")))
+        self.metrics.service = self.service
         self._lock = threading.Lock()  # policy state and admission
-        self._model_lock = threading.Lock()  # the worker's use of the model vs. a reload swap
         self._slots = threading.BoundedSemaphore(1 + max_queue)
         self._in_flight = 0
         self._ids = itertools.count(1)
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._calibration: list[float] | None = None  # handling samples while calibrating
+        # True when no front end times requests (in-process use): the worker reports each request's
+        # handling itself, from admission to completion.
+        self.self_timed = False
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._pinned_for: Path | None = None
         self._worker = threading.Thread(target=self._run, name="edgeskip-inference", daemon=True)
         self._worker.start()
 
     # -- loading ---------------------------------------------------------------------------
-    def _load(self, path: Path) -> Loaded:
+    def _load(self, path: Path, policy_name: str, settings: PolicySettings) -> Loaded:
         bundle = Bundle.open(path)
         model = CompiledModel(bundle, driver=self.driver, pin=False)  # the worker thread pins itself
         points = OperatingPoint.from_pareto(bundle.pareto)
         if any(len(p.mask) != model.num_gates for p in points):
             raise ValueError(f"pareto.json of {path} has masks of another length than the module's "
                              f"{model.num_gates} gates")
-        policy = create_policy(self.policy_name, points, self.settings)
+        cfg_arrays = {p.index: model.check_cfg(p.mask) for p in points}
         probe = np.zeros((1, *model.image_spec.shape[1:]), dtype=np.float32)
         out = model.infer(probe, points[0].mask)  # smoke test before it may serve
         if not np.isfinite(out).all():
             raise ValueError(f"bundle {path} produced non-finite output on a zero image")
-        return Loaded(bundle, model, points, policy)
+        samples = []
+        for i in range(CALIBRATION_WARMUP + CALIBRATION_RUNS):  # the no-skip module time on this machine
+            t0 = time.perf_counter()
+            model.infer_raw(probe, cfg_arrays[0])
+            if i >= CALIBRATION_WARMUP:
+                samples.append((time.perf_counter() - t0) * 1e3)
+        if self.service is None:
+            self.service = ServiceTimeEstimate(statistics.median(samples))
+        policy = create_policy(policy_name, points, settings, self.service)
+        scale = {p.index: (points[0].latency_ms / p.latency_ms if p.latency_ms > 0 else 1.0) for p in points}
+        return Loaded(bundle, model, points, policy, policy_name, settings, cfg_arrays, samples, scale)
 
     def reload(self, path: str | Path | None = None, *, policy: str | None = None,
-               settings: PolicySettings | None = None) -> str:
-        """Load ``path`` (default: the serving path again, e.g. a ``current`` link), optionally with
-        another policy or settings; on any failure the old bundle and policy keep serving."""
+               settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Load ``path`` (default: the serving path again, e.g. a ``current`` link) with ``policy``
+        (default: the serving one) and the configured settings with ``settings`` overriding
+        single fields; on any failure the old bundle and policy keep serving.
+
+        Returns what is now loaded (:meth:`describe`)."""
         target = Path(path) if path else self.bundle_path
-        old = (self.policy_name, self.settings)
-        self.policy_name, self.settings = policy or self.policy_name, settings or self.settings
-        try:
-            new = self._load(target)
-        except BaseException:
-            self.policy_name, self.settings = old
-            raise
-        with self._model_lock, self._lock:
+        effective = self.configured_settings.with_overrides(settings or {})
+        new = self._load(target, policy or self.current.policy_name, effective)
+        with self._lock:
+            assert self.service is not None
+            if new.vmfb_sha256 != self.current.vmfb_sha256:  # same module: the online estimate stays
+                self.service.calibrate_module(new.module_samples_ms)
             self.current, self.bundle_path = new, target
-        self.log.write("reload", None, self.policy_name, new.policy.state(), 0, new.points[0].n_skipped,
-                       f"loaded {target}")
-        return (f"loaded {target} ({new.bundle.target_name}, {len(new.points)} configurations, "
-                f"policy {self.policy_name})")
+            self.log.write("reload", None, new.policy_name, new.policy.state(), None, None, f"loaded {target}",
+                           arrival=self.clock())
+        return self.describe()
+
+    def describe(self) -> dict[str, Any]:
+        """The bundle, policy, settings and service-time estimate now serving."""
+        loaded = self.current
+        return {"bundle": str(self.bundle_path), "target": loaded.bundle.target_name,
+                "vmfb_sha256": loaded.vmfb_sha256, "configurations": len(loaded.points),
+                "allowed_configurations": [p.index for p in loaded.policy.points],
+                "policy": loaded.policy_name, "settings": loaded.settings.to_dict(),
+                "delta_req": self.delta_req(), "service_time": self.service_snapshot()}
+
+    def service_snapshot(self) -> dict[str, Any]:
+        assert self.service is not None
+        return self.service.snapshot()
+
+    def delta_req(self) -> dict[str, Any] | None:
+        """Algorithm 1's Δreq in force and where it comes from (None for policies without one)."""
+        policy = self.current.policy
+        if not hasattr(policy, "delta_req_s"):
+            return None
+        return {"ms": round(policy.delta_req_s * 1e3, 4), "source": policy.delta_req_source}
+
+    # -- calibration -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def calibration(self, warmup: int = CALIBRATION_WARMUP) -> Iterator[None]:
+        """While open, admitted requests run the no-skip configuration, unseen by the policy and the
+        metrics; the handling times reported meanwhile (after ``warmup``) become the estimate's."""
+        self._calibration = []
+        try:
+            yield
+        finally:
+            samples, self._calibration = self._calibration[warmup:], None
+            if samples:
+                assert self.service is not None
+                self.service.calibrate_handling(samples)
+
+    def calibrate_in_process(self, n: int = CALIBRATION_RUNS) -> None:
+        """Calibrate the handling of in-process use (no network, ``self_timed``): ``n`` back-to-back requests."""
+        self.self_timed = True
+        probe = np.zeros((1, *self.current.model.image_spec.shape[1:]), dtype=np.float32)
+        with self.calibration():
+            for _ in range(n + CALIBRATION_WARMUP):
+                self.wait(self.admit(InferRequest(None, probe, 0, None, False)))
+
+    def observe_handling(self, ms: float) -> None:
+        """A front end reports one request's time in the server outside the module."""
+        if self._calibration is not None:
+            self._calibration.append(ms)
+        else:
+            assert self.service is not None
+            self.service.observe_handling(ms)
 
     # -- serving ---------------------------------------------------------------------------
     @property
     def model_name(self) -> str:
         return str(self.current.bundle.manifest.get("model", "model"))
 
-    def submit(self, request: InferRequest) -> Result:
-        """Run ``request`` now, or raise :class:`Dropped` if the worker is busy."""
-        arrival = self.clock()
+    @property
+    def policy_name(self) -> str:
+        return self.current.policy_name
+
+    def admit(self, request: InferRequest, arrival: float | None = None) -> Job:
+        """Admit ``request`` and decide its configuration, or raise :class:`Dropped` if the worker is busy."""
+        arrival = self.clock() if arrival is None else arrival
         rid = request.id or f"req-{next(self._ids)}"
-        req = Request(rid, arrival, request.priority, request.latency_budget_ms)
-        self.metrics.receive()
+        req = Request(rid, arrival, request.priority, request.latency_budget_ms, request.label)
+        calibrating = self._calibration is not None
+        if not calibrating:
+            self.metrics.receive()
         with self._lock:
-            busy = self._in_flight > 0
-            policy = self.current.policy
+            loaded = self.current
+            policy = loaded.policy
             if not self._slots.acquire(blocking=False):
                 reason = policy.on_busy(req, arrival)
                 self.metrics.outcome("dropped")
-                self.log.write("drop", rid, self.policy_name, policy.state() if self.log.enabled else {}, None,
-                               None, reason)
+                self.log.write("drop", rid, loaded.policy_name, policy.state() if self.log.enabled else {}, None,
+                               None, reason, arrival=arrival)
                 raise Dropped("worker busy" + (" and queue full" if self.max_queue else ""))
+            busy = self._in_flight > 0
             self._in_flight += 1
-            if busy:
+            job = Job(request, req, loaded, calibration=calibrating)
+            if calibrating:
+                job.point, job.reason = loaded.points[0], "calibration"
+            elif busy:  # queued: decided when the worker takes it
                 reason = policy.on_busy(req, arrival)
-                self.log.write("queue", rid, self.policy_name, policy.state(), None, None, reason)
+                self.log.write("queue", rid, loaded.policy_name, policy.state() if self.log.enabled else {}, None,
+                               None, reason, arrival=arrival)
+            else:
+                self._decide(job)
             self.metrics.queue_depth = self._in_flight - 1
-        job = _Job(request, rid, arrival)
         self._queue.put(job)
+        return job
+
+    def _decide(self, job: Job) -> None:
+        """The policy's choice for ``job`` (caller holds the lock)."""
+        loaded = job.loaded
+        decision = loaded.policy.select(job.req, job.req.arrival)
+        job.point, job.reason = loaded.policy.points[decision.config], decision.reason
+        self.log.write("process", job.req.id, loaded.policy_name,
+                       loaded.policy.state() if self.log.enabled else {}, job.point.index, job.point.n_skipped,
+                       decision.reason, arrival=job.req.arrival)
+
+    def wait(self, job: Job) -> Result:
         job.done.wait()
         if job.error is not None:
             raise job.error
         assert job.result is not None
         return job.result
 
+    def submit(self, request: InferRequest) -> Result:
+        """Run ``request`` now, or raise :class:`Dropped` if the worker is busy."""
+        return self.wait(self.admit(request))
+
     def reject(self, reason: str) -> None:
         """Count a request refused before admission (bad input); the policy does not see it."""
         self.metrics.receive()
         self.metrics.outcome("rejected")
-        self.log.write("reject", None, self.policy_name, {}, None, None, reason)
+        self.log.write("reject", None, self.current.policy_name, {}, None, None, reason, arrival=self.clock())
 
     def _run(self) -> None:
         while True:
@@ -176,42 +311,56 @@ class InferenceEngine:
                 job.result = self._process(job)
             except BaseException as e:
                 job.error = e
-                self.metrics.outcome("rejected")
+                if not job.calibration:
+                    self.metrics.outcome("rejected")
             finally:
+                job.finished = self.clock()
                 with self._lock:
                     self._in_flight -= 1
                     self.metrics.queue_depth = max(0, self._in_flight - 1)
                 self._slots.release()
                 job.done.set()
 
-    def _process(self, job: _Job) -> Result:
-        with self._model_lock:
-            loaded = self.current
-            if self.pin and self._pinned_for != loaded.bundle.path:
-                pin_current_thread(loaded.bundle.serving_cores)
-                self._pinned_for = loaded.bundle.path
-            req = Request(job.rid, job.arrival, job.request.priority, job.request.latency_budget_ms)
+    def _process(self, job: Job) -> Result:
+        loaded = job.loaded
+        if self.pin and self._pinned_for != loaded.bundle.path:
+            pin_current_thread(loaded.bundle.serving_cores)
+            self._pinned_for = loaded.bundle.path
+        if job.point is None:
             with self._lock:
-                decision = loaded.policy.select(req, self.clock())
-                point = loaded.policy.points[decision.config]
-            t0 = time.perf_counter()
-            logits = loaded.model.infer(job.request.images, point.mask)
-            latency_ms = (time.perf_counter() - t0) * 1e3
+                self._decide(job)
+        point = job.point
+        assert point is not None
+        images = job.request.images
+        t0 = time.perf_counter()
+        if images.shape[0] == loaded.model.image_spec.shape[0]:
+            logits = loaded.model.infer_raw(images, loaded.cfg_arrays[point.index])
+        else:
+            logits = loaded.model.infer(images, point.mask)
+        latency_ms = (time.perf_counter() - t0) * 1e3
+        now = self.clock()
+        total_ms = (now - job.req.arrival) * 1e3
+        assert self.service is not None
+        self.service.observe_module(latency_ms * loaded.no_skip_scale[point.index])
+        if self.self_timed:
+            self.observe_handling(total_ms - latency_ms)
+        if not job.calibration:
             with self._lock:
-                loaded.policy.on_done(req, self.clock(), latency_ms)
-                state = loaded.policy.state() if self.log.enabled else {}  # skip the dict when not logging
-        total_ms = (self.clock() - job.arrival) * 1e3
-        budget = job.request.latency_budget_ms if job.request.latency_budget_ms is not None else self.sla_ms
-        self.metrics.processed(latency_ms / 1e3, point.index, point.n_skipped,
-                               budget is not None and total_ms > budget)
-        self.log.write("process", job.rid, self.policy_name, state, point.index, point.n_skipped, decision.reason)
-        return Result(logits, point.index, point.mask, point.n_skipped, latency_ms, total_ms, decision.reason)
+                loaded.policy.on_done(job.req, now, latency_ms, logits)
+                self.log.write("done", job.req.id, loaded.policy_name,
+                               loaded.policy.state() if self.log.enabled else {}, point.index, point.n_skipped,
+                               f"{latency_ms:.3f} ms in the module", arrival=now)
+            budget = job.request.latency_budget_ms if job.request.latency_budget_ms is not None else self.sla_ms
+            self.metrics.processed(latency_ms / 1e3, point.index, point.n_skipped,
+                                   budget is not None and total_ms > budget)
+        return Result(logits, point.index, point.mask, point.n_skipped, latency_ms, total_ms, job.reason)
 
     def configs(self) -> dict[str, Any]:
         loaded = self.current
         allowed = {p.index for p in loaded.policy.points}
-        current = self.metrics.current_config
-        return {"policy": self.policy_name, "current": current,
+        return {"policy": loaded.policy_name, "settings": loaded.settings.to_dict(),
+                "current": self.metrics.current_config, "delta_req": self.delta_req(),
+                "service_time": self.service_snapshot(),
                 "configs": [{"index": p.index, "mask": list(p.mask), "n_skipped": p.n_skipped,
                              "accuracy": p.accuracy, "latency_ms": p.latency_ms, "latency_p99_ms": p.latency_p99_ms,
                              "allowed": p.index in allowed} for p in loaded.points]}

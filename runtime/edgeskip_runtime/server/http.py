@@ -1,27 +1,39 @@
 """HTTP front end of the server: Open Inference Protocol routes, metrics and hot reload.
 
-Routes:
+Routes (``/versions/{v}`` may follow ``/v2/models/{name}`` in the model routes, as the
+KServe v2 spec allows; this server has one version, ``1``):
 
-* ``GET /v2/health/live``, ``GET /v2/health/ready``
+* ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/{name}/ready``
 * ``GET /v2/models/{name}``: metadata (inputs, outputs, platform)
 * ``POST /v2/models/{name}/infer``: JSON or binary tensors; 200, or 503 when dropped
-* ``GET /v2/models/{name}/configs``: the Pareto configurations and the current one
-* ``POST /v2/repository/models/{name}/load``: hot reload (optional JSON ``{"parameters": {"bundle": PATH}}``)
+* ``GET /v2/models/{name}/configs``: the Pareto configurations, the current one, the policy,
+  its settings, Δreq and the measured service time
+* ``POST /v2/repository/models/{name}/load``: hot reload, body
+  ``{"parameters": {"bundle": PATH, "policy": NAME, "settings": {FIELD: VALUE}}}`` (all
+  optional; ``settings`` override single fields of the server's configured settings); the
+  answer says what is now loaded
 * ``GET /metrics``: Prometheus text format
 
 Plain stdlib (``ThreadingHTTPServer``) so the board needs nothing more; it binds to
 127.0.0.1 by default and refuses bodies over ``max_body_bytes`` with 413.
+
+At start the server calibrates its own per-request handling with a few real requests to
+itself over loopback (see ``edgeskip_runtime/service_time.py`` for why Algorithm 1 needs
+it), then prints one line with the URL, the policy and Δreq.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from edgeskip_runtime.policies import PolicySettings
+from edgeskip_runtime.policies import PolicyError
 from edgeskip_runtime.server.engine import Dropped, InferenceEngine
 from edgeskip_runtime.server.oip import OIPError, encode_infer_response, parse_infer_request
 
@@ -51,6 +63,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # decisions go to the decision log; access logs would cost time per request
+
+    def parse_request(self) -> bool:
+        self._t0 = time.perf_counter()  # the request line is in: the server's handling starts here
+        return super().parse_request()
 
     # -- helpers ---------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str = "application/json",
@@ -89,28 +105,42 @@ class Handler(BaseHTTPRequestHandler):
             raise OIPError(413, f"request body of {n} bytes exceeds the limit of {self.server.max_body_bytes}")
         return self.rfile.read(n)
 
-    def _model_path(self, parts: list[str]) -> bool:
+    def _model_route(self, parts: list[str]) -> str | None:
+        """For ``v2/models/{name}[/versions/{v}][/ACTION]``: ACTION ('' for metadata), else None."""
+        if len(parts) < 3 or parts[:2] != ["v2", "models"]:
+            return None
+        rest = parts[3:]
+        if len(rest) >= 2 and rest[0] == "versions":
+            if rest[1] != "1":
+                raise OIPError(404, f"model {parts[2]!r} has no version {rest[1]!r}; it has version '1'")
+            rest = rest[2:]
+        if len(rest) > 1:
+            return None
         name = parts[2]
         if name != self.server.engine.model_name:
             raise OIPError(404, f"unknown model {name!r}; this server serves {self.server.engine.model_name!r}")
-        return True
+        return rest[0] if rest else ""
 
     # -- routes ----------------------------------------------------------------------------
     def do_GET(self) -> None:
         engine = self.server.engine
         parts = self.path.split("?")[0].strip("/").split("/")
         try:
+            action = self._model_route(parts)
             if parts == ["v2", "health", "live"] or parts == ["v2", "health", "ready"]:
                 self._json(200, {"live": True} if parts[2] == "live" else {"ready": True})
             elif parts == ["metrics"]:
-                self._send(200, engine.metrics.render(engine.model_name).encode(), "text/plain; version=0.0.4")
+                delta = engine.delta_req()
+                body = engine.metrics.render(engine.model_name, delta["ms"] if delta else None).encode()
+                self._send(200, body, "text/plain; version=0.0.4")
             elif parts == ["v2"]:
                 self._json(200, {"name": "edgeskip", "version": "1", "extensions": ["binary_tensor_data"],
                                  "models": [engine.model_name]})
-            elif len(parts) == 3 and parts[:2] == ["v2", "models"] and self._model_path(parts):
+            elif action == "":
                 self._json(200, self._metadata())
-            elif len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "configs":
-                self._model_path(parts)
+            elif action == "ready":
+                self._json(200, {"name": engine.model_name, "ready": True})
+            elif action == "configs":
                 self._json(200, engine.configs())
             else:
                 raise OIPError(404, f"no route for GET {self.path}")
@@ -120,16 +150,18 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         engine = self.server.engine
         parts = self.path.split("?")[0].strip("/").split("/")
+        infer = False
         try:
             body = self._read_body()
-            if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "infer" and self._model_path(parts):
+            infer = self._model_route(parts) == "infer"
+            if infer:
                 self._infer(body)
             elif len(parts) == 5 and parts[:3] == ["v2", "repository", "models"] and parts[4] == "load":
                 self._reload(parts[3], body)
             else:
                 raise OIPError(404, f"no route for POST {self.path}")
         except OIPError as e:
-            if len(parts) == 4 and parts[-1] == "infer":
+            if infer or parts[-1] == "infer":
                 engine.reject(e.message)
             self._error(e.status, e.message)
 
@@ -168,34 +200,71 @@ class Handler(BaseHTTPRequestHandler):
         body_out, headers = encode_infer_response(engine.model_name, request, result.logits, params)
         ctype = "application/octet-stream" if request.binary_output else "application/json"
         self._send(200, body_out, ctype, headers)
+        engine.observe_handling((time.perf_counter() - self._t0) * 1e3 - result.latency_ms)
+
+    RELOAD_FORM = '{"parameters": {"bundle": PATH, "policy": NAME, "settings": {FIELD: VALUE}}} (all optional)'
 
     def _reload(self, name: str, body: bytes) -> None:
-        """Triton-style load: optional ``{"parameters": {"bundle": PATH, "policy": NAME, "settings": {...}}}``."""
+        """Triton-style load; refuses any field it would not act on, and answers what is loaded."""
         engine = self.server.engine
         params: dict[str, Any] = {}
-        if body:
+        if body.strip():
             try:
                 doc = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                raise OIPError(400, 'reload body must be JSON like {"parameters": {"bundle": PATH}}') from None
-            params = doc.get("parameters") or {} if isinstance(doc, dict) else {}
+                raise OIPError(400, f"reload body must be JSON: {self.RELOAD_FORM}") from None
+            if not isinstance(doc, dict):
+                raise OIPError(400, f"reload body must be a JSON object: {self.RELOAD_FORM}")
+            if set(doc) - {"parameters"}:
+                raise OIPError(400, f"unknown reload fields {sorted(set(doc) - {'parameters'})}; "
+                                    f"the form is {self.RELOAD_FORM}")
+            params = doc.get("parameters") or {}
             if not isinstance(params, dict):
-                raise OIPError(400, "'parameters' must be an object")
+                raise OIPError(400, f"'parameters' must be an object: {self.RELOAD_FORM}")
+            unknown = sorted(set(params) - {"bundle", "policy", "settings"})
+            if unknown:
+                raise OIPError(400, f"unknown reload parameters {unknown}; the form is {self.RELOAD_FORM}")
+            for key in ("bundle", "policy"):
+                if key in params and not isinstance(params[key], str):
+                    raise OIPError(400, f"'{key}' must be a string")
+            if "settings" in params and not isinstance(params["settings"], dict):
+                raise OIPError(400, "'settings' must be an object of policy settings")
         path = params.get("bundle")
         if name != engine.model_name and path is None:
             raise OIPError(404, f"unknown model {name!r}; this server serves {engine.model_name!r}")
-        settings = None
-        if "settings" in params:
-            try:
-                settings = PolicySettings(**params["settings"])
-            except TypeError as e:
-                raise OIPError(400, f"bad policy settings: {e}") from None
         try:
-            message = engine.reload(path, policy=params.get("policy"), settings=settings)
+            loaded = engine.reload(path, policy=params.get("policy"), settings=params.get("settings"))
+        except PolicyError as e:
+            raise OIPError(400, f"bad policy settings, still serving the previous configuration: {e}") from None
         except Exception as e:  # any failure keeps the old bundle serving
             self._json(400, {"error": f"reload failed, still serving the previous bundle: {e}"})
             return
-        self._json(200, {"loaded": True, "message": message})
+        self._json(200, {"loaded": True, **loaded})
+
+
+CALIBRATION_REQUESTS = 40
+
+
+def calibrate_handling(engine: InferenceEngine, host: str, port: int, n: int = CALIBRATION_REQUESTS) -> None:
+    """Time the server's own handling with ``n`` real requests to itself (binary UINT8, as clients send)."""
+    shape = list(engine.current.model.image_spec.shape[1:])
+    raw = bytes(math.prod(shape))
+    header = json.dumps({"inputs": [{"name": "image", "shape": shape, "datatype": "UINT8",
+                                     "parameters": {"binary_data_size": len(raw)}}],
+                         "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    conn = http.client.HTTPConnection(target, port, timeout=30)
+    try:
+        with engine.calibration():
+            for _ in range(n):
+                conn.request("POST", f"/v2/models/{engine.model_name}/infer", header + raw,
+                             {"Inference-Header-Content-Length": str(len(header))})
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"calibration request answered {r.status}")
+    finally:
+        conn.close()
 
 
 def serve(engine: InferenceEngine, host: str = "127.0.0.1", port: int = 8000, *,
@@ -212,21 +281,39 @@ def serve(engine: InferenceEngine, host: str = "127.0.0.1", port: int = 8000, *,
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGHUP, on_hup)
         signal.signal(signal.SIGTERM, on_term)
-    if ready is not None:
-        ready.set()
-    print(f"edgeskip serving {engine.model_name} on http://{host}:{server.server_address[1]} "
-          f"(policy {engine.policy_name})", flush=True)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="edgeskip-http")
+    loop.start()
     try:
-        server.serve_forever(poll_interval=0.2)
+        port = server.server_address[1]
+        calibrate_handling(engine, host, port)
+        if ready is not None:
+            ready.set()
+        print(f"edgeskip serving {engine.model_name} on http://{host}:{port} ({startup_summary(engine)})",
+              flush=True)
+        while loop.is_alive():
+            loop.join(0.5)  # the main thread stays free for signals
     except KeyboardInterrupt:
         pass
     finally:
+        server.shutdown()
+        loop.join()
         server.server_close()
         engine.close()
 
 
+def startup_summary(engine: InferenceEngine) -> str:
+    s = engine.service_snapshot()
+    text = f"policy {engine.policy_name}"
+    delta = engine.delta_req()
+    if delta is not None:
+        text += f", delta_req {delta['ms']:.3f} ms from the {delta['source']}"
+    return (text + f"; no-skip service time {s['service_ms']:.3f} ms = module {s['module_ms']:.3f} "
+            f"+ handling {s['handling_ms']:.3f}")
+
+
 def _safe_reload(engine: InferenceEngine) -> None:
     try:
-        print(engine.reload(), flush=True)
+        loaded = engine.reload()
+        print(f"loaded {loaded['bundle']} (policy {loaded['policy']})", flush=True)
     except Exception as e:
         print(f"reload failed, still serving the previous bundle: {e}", flush=True)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 
 from edgeskip_runtime.energy import EnergyMeter
+from edgeskip_runtime.service_time import ServiceTimeEstimate
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -55,6 +56,7 @@ class ServerMetrics:
         self.queue_depth = 0
         self.latency = Histogram(LATENCY_BUCKETS_S)
         self.skipped = Histogram([float(k) for k in range(num_blocks + 1)])
+        self.service: ServiceTimeEstimate | None = None
 
     def receive(self) -> None:
         with self._lock:
@@ -81,7 +83,7 @@ class ServerMetrics:
             return {"received": self.received, **self.outcomes, "config_switches": self.config_switches,
                     "sla_violations": self.sla_violations}
 
-    def render(self, model: str) -> str:
+    def render(self, model: str, delta_req_ms: float | None = None) -> str:
         m = f'model="{model}"'
         with self._lock:
             lines = [
@@ -109,6 +111,20 @@ class ServerMetrics:
                 "# HELP edgeskip_queue_depth Requests waiting for the worker.",
                 "# TYPE edgeskip_queue_depth gauge",
                 f"edgeskip_queue_depth{{{m}}} {self.queue_depth}",
+            ]
+        if self.service is not None:
+            lines += [
+                "# HELP edgeskip_service_time_seconds Measured no-skip service time: module, handling, and their sum.",
+                "# TYPE edgeskip_service_time_seconds gauge",
+                *[f'edgeskip_service_time_seconds{{{m},part="{part}"}} {v / 1e3:.9g}'
+                  for part, v in (("module", self.service.module_ms), ("handling", self.service.handling_ms),
+                                  ("total", self.service.service_ms))],
+            ]
+        if delta_req_ms is not None:
+            lines += [
+                "# HELP edgeskip_delta_req_seconds Algorithm 1's idle spell before skipping one block less.",
+                "# TYPE edgeskip_delta_req_seconds gauge",
+                f"edgeskip_delta_req_seconds{{{m}}} {delta_req_ms / 1e3:.9g}",
             ]
         if self.energy is not None:
             e = self.energy

@@ -3,9 +3,10 @@ response encoding, with the binary-tensor extension for speed.
 
 A request carries one input named ``image``: ``FP32`` (already normalised) or ``UINT8``
 (raw pixels, normalised here with the bundle's mean/std), of shape ``[C, H, W]`` or
-``[N, C, H, W]``. Optional ``parameters``: ``priority`` (integer 0..9) and
-``latency_budget_ms`` (positive number). The skip configuration is not sent by clients: the
-server's policy chooses it (Korol et al., Sec. II-B).
+``[N, C, H, W]``. Optional ``parameters``: ``priority`` (integer 0..9),
+``latency_budget_ms`` (positive number) and ``label`` (the true class, an integer >= 0: it
+lets the performance-aware policy measure online accuracy instead of confidence). The skip
+configuration is not sent by clients: the server's policy chooses it (Korol et al., Sec. II-B).
 
 Binary form: the ``Inference-Header-Content-Length`` header gives the length of the JSON
 part; the input's raw little-endian bytes follow, its size in
@@ -41,6 +42,7 @@ class InferRequest:
     priority: int
     latency_budget_ms: float | None
     binary_output: bool
+    label: int | None = None
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -55,7 +57,10 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def _parameters(doc: dict[str, Any]) -> tuple[int, float | None]:
+MAX_LABEL = 1 << 31
+
+
+def _parameters(doc: dict[str, Any]) -> tuple[int, float | None, int | None]:
     params = doc.get("parameters", {})
     if not isinstance(params, dict):
         raise OIPError(400, "'parameters' must be an object")
@@ -66,7 +71,10 @@ def _parameters(doc: dict[str, Any]) -> tuple[int, float | None]:
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                or not math.isfinite(budget) or budget <= 0):
         raise OIPError(400, f"'latency_budget_ms' must be a positive number, got {budget!r}")
-    return priority, None if budget is None else float(budget)
+    label = params.get("label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < MAX_LABEL):
+        raise OIPError(400, f"'label' must be a class index (integer >= 0), got {label!r}")
+    return priority, None if budget is None else float(budget), label
 
 
 def _image_input(doc: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +88,13 @@ def _image_input(doc: dict[str, Any]) -> dict[str, Any]:
     return named[0]
 
 
+def normalize_uint8(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """Raw ``(N, C, H, W)`` pixels 0..255 to the float32 input the model was trained on."""
+    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return np.ascontiguousarray((pixels.astype(np.float32) / 255.0 - m) / s)
+
+
 def parse_infer_request(body: bytes, header_length: int | None, image_shape: tuple[int, ...],
                         mean: list[float], std: list[float]) -> InferRequest:
     """Parse and validate a JSON or binary inference request into normalised float32 images."""
@@ -90,7 +105,7 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
         doc, binary = _json_object(body[:header_length]), body[header_length:]
     else:
         doc, binary = _json_object(body), b""
-    priority, budget = _parameters(doc)
+    priority, budget, label = _parameters(doc)
     tensor = _image_input(doc)
     datatype = tensor.get("datatype")
     if datatype not in DTYPES:
@@ -131,9 +146,7 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
             raise OIPError(400, "UINT8 image values must be integers 0..255")
         arr = arr.reshape(shape)
     if datatype == "UINT8":
-        m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-        images = (arr.astype(np.float32) / 255.0 - m) / s
+        images = normalize_uint8(arr, mean, std)
     else:
         if not np.isfinite(arr).all():
             raise OIPError(400, "image contains NaN or Inf")
@@ -143,7 +156,7 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
                         and o["parameters"].get("binary_data") for o in outputs)
     rid = doc.get("id")
     return InferRequest(None if rid is None else str(rid), np.ascontiguousarray(images), priority, budget,
-                        binary_output)
+                        binary_output, label)
 
 
 def encode_infer_response(model: str, request: InferRequest, logits: np.ndarray,

@@ -39,7 +39,7 @@ class _WindowMedian:
     """Median of the last ``window`` samples, recomputed every ``every`` samples (cheap per request)."""
 
     def __init__(self, initial: float | None, window: int, every: int) -> None:
-        self._samples: deque[float] = deque(maxlen=window)
+        self._samples: deque[float] = deque([] if initial is None else [initial], maxlen=window)
         self._every = every
         self._pending = 0
         self.value = initial

@@ -12,9 +12,13 @@ allowed. Quality moves the floor:
   output, a label-free confidence proxy.
 * Each signal is compared with what that configuration is expected to deliver on
   in-distribution data: its validation accuracy for correctness; its validation margin
-  (``val_margin`` in the Pareto file) for the proxy. A Pareto file without ``val_margin``
-  has the reference learned from the first ``quality_window`` requests served at each
-  configuration (so the stream should start in distribution).
+  (``val_margin`` in the Pareto file, which ``edgeskip pareto`` writes) for the proxy. For
+  a Pareto file without ``val_margin`` the references are learned online: the first
+  configuration served (no skipping, as Algorithm 1 starts) learns its own from its first
+  ``quality_window`` requests, which assumes those are in distribution. Any other
+  configuration is judged against the nearest learned reference until its own first
+  ``quality_window`` margins are in, and those become its reference only if their mean is
+  within the tolerance of that neighbour's: samples taken under a shift are never adopted.
 * Every ``quality_window`` judged requests, quality = Σ signal / Σ expected. Below
   ``1 − quality_tolerance`` the floor tightens by one configuration (and the current one
   follows it deeper); at ``1 − quality_tolerance / 2`` or above it relaxes by one. Between
@@ -59,7 +63,8 @@ class PerformanceAwarePolicy(Algorithm1Policy):
             raise ValueError("quality_window must be at least 1")
         self.floor = self.last  # the shallowest configuration quality allows right now
         self._level_of: dict[str, int] = {}  # request id -> configuration it was served with
-        self._learned: dict[int, list[float]] = {}  # configuration -> margins while learning its reference
+        self._reference: dict[int, float] = {}  # configuration -> learned reference margin
+        self._learning: dict[int, list[float]] = {}  # configuration -> margins not yet adopted
         self._signal_sum = 0.0
         self._expected_sum = 0.0
         self._judged = 0
@@ -80,11 +85,22 @@ class PerformanceAwarePolicy(Algorithm1Policy):
             return point.accuracy
         if point.margin is not None:
             return point.margin
-        learning = self._learned.setdefault(level, [])
-        if len(learning) < self.settings.quality_window:
-            learning.append(margin)
-            return None  # still learning this configuration's reference
-        return sum(learning) / len(learning)
+        if level in self._reference:
+            return self._reference[level]
+        samples = self._learning.setdefault(level, [])
+        samples.append(margin)
+        complete = len(samples) >= self.settings.quality_window
+        if not self._reference:  # the first configuration served teaches the first reference
+            if complete:
+                self._reference[level] = sum(samples) / len(samples)
+            return None
+        nearest = self._reference[min(self._reference, key=lambda k: abs(k - level))]
+        if complete:
+            mean = sum(samples) / len(samples)
+            if mean >= (1 - self.settings.quality_tolerance) * nearest:
+                self._reference[level] = mean  # in line with its neighbour: adopt it
+            samples.clear()
+        return nearest
 
     def on_done(self, request: Request, now: float, latency_ms: float, logits: Any = None) -> None:
         super().on_done(request, now, latency_ms, logits)

@@ -162,6 +162,7 @@ class InferenceEngine:
                 samples.append((time.perf_counter() - t0) * 1e3)
         if self.service is None:
             self.service = ServiceTimeEstimate(statistics.median(samples))
+            self.service.calibrate_module(samples)
         policy = create_policy(policy_name, points, settings, self.service)
         scale = {p.index: (points[0].latency_ms / p.latency_ms if p.latency_ms > 0 else 1.0) for p in points}
         return Loaded(bundle, model, points, policy, policy_name, settings, cfg_arrays, samples, scale)

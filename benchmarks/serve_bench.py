@@ -1,4 +1,4 @@
-"""Server benchmark (issue 4), written as JSON:
+"""Server benchmark (the README's "Benchmarks"), written as JSON:
 
 * server overhead per request: client round trip minus time in the compiled module, p50/p99,
   for JSON and binary requests, measured back to back (no overlap, so no drops);
@@ -20,16 +20,12 @@ from pathlib import Path
 import numpy as np
 from edgeskip_runtime import Bundle
 from edgeskip_runtime.policies import OperatingPoint, PolicySettings, Request, create_policy, list_policies
+from edgeskip_runtime.stats import percentile
 
 from edgeskip.atomic import write_json
 from edgeskip.evaluation.client import OIPClient
 from edgeskip.evaluation.local_server import LocalServer
 from edgeskip.evaluation.runner import BenchOptions, run_bench
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def overhead(client: OIPClient, model: str, shape: tuple[int, ...], n: int) -> dict[str, dict[str, float]]:
@@ -50,8 +46,8 @@ def overhead(client: OIPClient, model: str, shape: tuple[int, ...], n: int) -> d
             rt = (time.perf_counter() - t0) * 1e3
             if status == 200 and i >= 10:  # first 10: warm-up
                 out[kind].append(rt - doc["parameters"]["latency_ms"])
-    return {k: {"p50_ms": pct(v, 0.5), "p99_ms": pct(v, 0.99), "mean_ms": statistics.fmean(v), "n": len(v)}
-            for k, v in out.items()}
+    return {k: {"p50_ms": percentile(v, 0.5), "p99_ms": percentile(v, 0.99), "mean_ms": statistics.fmean(v),
+                "n": len(v)} for k, v in out.items()}
 
 
 def decision_cost(points: list[OperatingPoint], n: int = 20000) -> dict[str, dict[str, float]]:

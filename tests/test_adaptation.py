@@ -347,7 +347,7 @@ def simulate(policy_name: str, period_s: float, service_ms: list[float], n: int,
     """A drop-when-busy server driven by a real policy: the configuration of each processed request."""
     points = [OperatingPoint(i, tuple([0] * i + [1] * (len(service_ms) - 1 - i)), 0.95 - 0.005 * i, s, 1.2 * s)
               for i, s in enumerate(service_ms)]
-    policy = create_policy(policy_name, points, PolicySettings(dwell_s=0.05, default_budget_ms=service_ms[0]))
+    policy = create_policy(policy_name, points, PolicySettings(default_budget_ms=service_ms[0]))  # default dwell
     rng = random.Random(seed)
     free_at, chosen = float("-inf"), []
     for i in range(n):

@@ -70,8 +70,8 @@ def serve(args: tuple[str, ...]) -> None:
 @click.option("--compare", is_flag=True,
               help="Run static no-skip and --policy on the same arrivals: Table I ratios and their ideal bound.")
 @click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="--compare: alternating (static, policy) pairs on the same arrivals; Table I pools them "
-                   "(a shared machine's speed drifts over seconds).")
+              help="--compare: alternating (static, policy) pairs on the same arrivals; --sweep: runs per "
+                   "(policy, regime). Results are pooled (a shared machine's speed drifts over seconds).")
 @click.option("--sweep", is_flag=True,
               help="Every policy over every load regime (period x2.0 .. x0.5, phased, bursts): sweep.json, "
                    "sweep.md and plots.")

@@ -31,6 +31,7 @@ class Record:
     n_skipped: int | None = None
     config: int | None = None
     server_latency_ms: float | None = None  # time in the compiled module
+    server_total_ms: float | None = None  # the engine's admission to completion (module + its own work)
     error: str | None = None
 
 

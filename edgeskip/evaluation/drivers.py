@@ -44,11 +44,10 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
-def _outcome(rec: Record, logits: np.ndarray | None, n_skipped: int | None, config: int | None,
-             module_ms: float | None) -> None:
-    if logits is not None:
-        rec.correct = bool(int(np.argmax(logits[0])) == rec.label)
-        rec.n_skipped, rec.config, rec.server_latency_ms = n_skipped, config, module_ms
+def _outcome(rec: Record, logits: np.ndarray, n_skipped: int, config: int, module_ms: float,
+             total_ms: float | None) -> None:
+    rec.correct = bool(int(np.argmax(logits[0])) == rec.label)
+    rec.n_skipped, rec.config, rec.server_latency_ms, rec.server_total_ms = n_skipped, config, module_ms, total_ms
 
 
 class HTTPDriver:
@@ -87,7 +86,7 @@ class HTTPDriver:
             rec = Record(i, offsets[i], sent, status, (time.perf_counter() - t0) * 1e3, int(inputs.labels[i]))
             if status == 200 and logits is not None:
                 p = doc["parameters"]
-                _outcome(rec, logits, p["n_skipped"], p["config"], p["latency_ms"])
+                _outcome(rec, logits, p["n_skipped"], p["config"], p["latency_ms"], p.get("total_ms"))
             elif status != 503:
                 rec.error = str(doc.get("error"))
             with lock:
@@ -164,7 +163,7 @@ class InProcessDriver:
                     rec.status, rec.error = 500, str(e)
                     continue
                 rec.status, rec.round_trip_ms = 200, result.total_ms
-                _outcome(rec, result.logits, result.n_skipped, result.config, result.latency_ms)
+                _outcome(rec, result.logits, result.n_skipped, result.config, result.latency_ms, result.total_ms)
         duration = time.perf_counter() - start
         energy = {"joules": (meter.joules() - joules_before) if meter else 0.0,
                   "estimate": bool(meter.estimate) if meter else True,
@@ -179,4 +178,6 @@ def open_driver(target: str, *, pin: bool = False, decision_log: str | Path | No
     """A bundle directory drives the engine in-process; anything else is a server URL."""
     if Path(target).is_dir():
         return InProcessDriver(target, pin=pin, decision_log=decision_log)
+    if "://" not in target and (Path(target).exists() or "/" in target or target.startswith(".")):
+        raise ValueError(f"{target} is neither a bundle directory nor a server URL (http://HOST:PORT)")
     return HTTPDriver(target)

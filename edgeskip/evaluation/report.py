@@ -29,7 +29,7 @@ def _timeline_axes(runs: dict[str, dict[str, Any]], title: str, phases: list[dic
         done = sorted((p["t"], p["n_skipped"]) for p in run["timeline"] if p["status"] == 200)
         if done:
             top.step([t for t, _ in done], [s for _, s in done], where="post", color=color, lw=1.2,
-                     label=f"{name} ({run['processed']} processed)")
+                     label=f"{name} ({len(done)} processed)")
             most = max(most, max(s for _, s in done))
         drops = [p["t"] for p in run["timeline"] if p["status"] == 503]
         counts = [0] * DROP_BINS
@@ -169,8 +169,11 @@ def sweep_markdown(doc: dict[str, Any]) -> str:
     st = doc["service_time_at_start"]
     lines = [f"# edgeskip sweep: {len(doc['policies'])} policies x {len(doc['regimes'])} load regimes", "",
              f"Target {doc['target']} ({doc['path']}), model {doc['model']}, {doc['requests_per_run']} requests "
-             f"per run, seed {doc['seed']}. No-skip service time measured by the runtime: {st['service_ms']:.3f} ms "
-             f"(module {st['module_ms']:.3f} + handling {st['handling_ms']:.3f}). SLA {doc['sla_ms']:.3f} ms; every "
+             f"per run, {doc.get('repeats', 1)} alternating repeats pooled, seed {doc['seed']}. Each regime's "
+             "period is a multiple of the no-skip service time the runtime measured just before it; at the start "
+             f"it was {st['service_ms']:.3f} ms (module {st['module_ms']:.3f} + handling {st['handling_ms']:.3f}). "
+             f"SLA {doc['sla_ms']:.3f} ms (1.5x the unloaded no-skip round trip this bench measured, "
+             f"{doc['unloaded_round_trip_ms']:.3f} ms); every "
              f"request carries latency_budget_ms {doc['budget_ms']:.3f} and a priority drawn from "
              f"{doc['priority_mix']}.", ""]
     for regime, runs in doc["results"].items():
@@ -216,9 +219,10 @@ def plot_vs_load(doc: dict[str, Any], path: Path, metric: str) -> None:
                 ys.append(None if r["online_accuracy"] is None else 100 * r["online_accuracy"])
         ax.plot(loads, ys, marker="o", label=name)
     if metric == "processed" and all(regime in doc["ideal"] for _, regime in regimes):
-        ideal = [100 * min(1.0, doc["ideal"][regime]["simulated_processed_fastest"] /
-                           doc["results"][regime][names[0]]["requests"]) for _, regime in regimes]
-        ax.plot(loads, ideal, ls="--", color="0.4", label="ideal (fastest allowed config, simulated)")
+        ideal = [100 * min(1.0, doc["ideal"][regime]["simulated_processed_fastest"] / doc["requests_per_run"])
+                 for _, regime in regimes]
+        ax.plot(loads, ideal, ls="--", color="0.4",
+                label="fastest allowed config, drop-when-busy simulation\n(worker busy time only)")
         ax.set_ylabel("processed requests (% of sent)")
         ax.set_title("Processed requests against offered load")
     else:
@@ -253,11 +257,12 @@ def plot_depth_distribution(doc: dict[str, Any], path: Path) -> None:
         ax.set_ylim(0, 1)
     for ax in axes.flat[len(regimes):]:
         ax.axis("off")
-    axes[0][0].set_ylabel("share of processed requests")
+    for row in axes:
+        row[0].set_ylabel("share of processed")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(depths), fontsize=8, title="skipped blocks")
-    fig.suptitle("Depth distribution per load regime", y=1.06)
-    fig.tight_layout()
+    fig.suptitle("Depth distribution per load regime (share of processed requests by skipped blocks)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(depths), fontsize=8, frameon=False)
     save_png(fig, path)
 
 

@@ -73,7 +73,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-skipped", type=int, default=None, help="depth floor: never skip more than this many")
     p.add_argument("--static-config", type=int, default=0, help="static: index of the configuration to use")
     p.add_argument("--target-utilization", type=float, default=0.8, help="load-aware/priority: target load")
-    p.add_argument("--dwell-s", type=float, default=1.0, help="load-aware/priority: minimum time between changes")
+    p.add_argument("--dwell-s", type=float, default=None,
+                   help="load-aware/priority: minimum time between changes (default: 20 no-skip service times)")
     p.add_argument("--default-budget-ms", type=float, default=None, help="budget: for requests without a budget")
     p.add_argument("--tier", action="append", metavar="PRIORITY=MAX_SKIPPED",
                    help="priority: requests of at least PRIORITY skip at most MAX_SKIPPED blocks (repeatable)")

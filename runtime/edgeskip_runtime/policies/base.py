@@ -75,6 +75,22 @@ class ServiceTime(Protocol):
     @property
     def service_ms(self) -> float: ...
 
+    @property
+    def handling_ms(self) -> float: ...
+
+
+DWELL_SERVICE_TIMES = 20  # default dwell: this many no-skip service times
+
+
+def no_skip_service_ms(policy: Policy) -> float:
+    """The measured no-skip service time, or the Pareto file's no-skip latency without a server."""
+    return policy.service.service_ms if policy.service is not None else policy.all_points[0].latency_ms
+
+
+def handling_ms(policy: Policy) -> float:
+    """The server's per-request time outside the module (0 for a policy used without a server)."""
+    return policy.service.handling_ms if policy.service is not None else 0.0
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -99,7 +115,7 @@ class PolicySettings:
     static_config: int = 0  # index into the Pareto file, for the static policy
     target_utilization: float = 0.8  # load-aware
     hysteresis: float = 0.15  # load-aware: relative band around the target before moving
-    dwell_s: float = 1.0  # load-aware: minimum time between two changes
+    dwell_s: float | None = None  # load-aware: minimum time between two changes; None = DWELL_SERVICE_TIMES x S
     ewma_alpha: float = 0.2  # load-aware: smoothing of arrival rate and service time
     default_budget_ms: float | None = None  # budget policy: used when a request has no budget
     tier_max_skipped: dict[int, int] = field(default_factory=dict)  # priority: per-tier depth floor
@@ -121,7 +137,7 @@ class PolicySettings:
         return replace(self, **{k: _checked(k, v) for k, v in overrides.items()})
 
 
-_OPTIONAL = {"min_acc", "max_skipped", "delta_req_ms", "default_budget_ms"}
+_OPTIONAL = {"min_acc", "max_skipped", "delta_req_ms", "default_budget_ms", "dwell_s"}
 _INTS = {"min_skipped", "max_skipped", "static_config", "quality_window"}
 
 

@@ -1,14 +1,16 @@
 """``budget``: per request, the deepest configuration whose profiled p99 fits the request's
 ``latency_budget_ms`` (dynamic-depth-scheduling note, "budget-driven").
 
-A request without a budget uses ``default_budget_ms``, or the deepest allowed configuration
-when that is unset. When nothing fits, the fastest allowed configuration is used and the
-decision says the budget cannot be met.
+A request's budget covers its whole time in the server, so the module gets the budget minus
+the server's measured per-request handling (``service_time.py``). A request without a budget
+uses ``default_budget_ms``, or the deepest allowed configuration when that is unset. When
+nothing fits, the fastest allowed configuration is used and the decision says the budget
+cannot be met.
 """
 
 from __future__ import annotations
 
-from edgeskip_runtime.policies.base import Decision, Policy, Request
+from edgeskip_runtime.policies.base import Decision, Policy, Request, handling_ms
 from edgeskip_runtime.policies.registry import register_policy
 
 
@@ -20,6 +22,7 @@ class BudgetPolicy(Policy):
         budget = request.latency_budget_ms if request.latency_budget_ms is not None else self.settings.default_budget_ms
         if budget is None:
             return Decision(0, "no budget: deepest allowed")
+        budget -= handling_ms(self)
         for k, p in enumerate(self.points):  # deepest first
             if p.latency_p99_ms <= budget:
                 return Decision(k, f"deepest with p99 {p.latency_p99_ms:.3f} ms <= budget {budget:.3f} ms")

@@ -9,8 +9,11 @@ allowed configuration, so
     ideal = processed(arrivals, B_fastest) / processed(arrivals, B_no_skip)
 
 where ``B_k`` is the busy time of the worker with configuration k: its module time plus the
-engine's own per-request work (admission to completion, ``total_ms − latency_ms``), both as
-measured in the two runs being compared (a shared machine's speed drifts between runs).
+engine's own per-request work (admission to completion, ``total_ms − latency_ms``). Both
+come from the two runs being compared: every processed request's module time, turned into
+its no-skip equivalent with the profiled latency ratios, gives one no-skip module time for
+the pair (so the machine's speed over the pair, not one run's luck, sets the scale), and
+the profiled ratio of the fastest allowed configuration gives its time.
 Over HTTP the server's parsing and encoding run in handler threads beside the worker, so
 they delay arrivals but do not make the worker busy; they are not in B. The report also
 simulates the static run with B_no_skip and prints it beside the measured count, a check of
@@ -49,12 +52,11 @@ def ideal_bound(arrivals_s: Sequence[float], baseline: dict[str, Any], adaptive:
     engine_ms = _median([r["server_total_ms"] - r["server_latency_ms"] for r in done
                          if r.get("server_total_ms") is not None])
     engine_ms = 0.0 if engine_ms != engine_ms else engine_ms  # NaN: no engine timing reported
-    base_module = _median([r["server_latency_ms"] for r in baseline["records"] if r["status"] == 200])
-    equivalent = [r["server_latency_ms"] * profiled[0] / profiled[r["config"]]
-                  for r in adaptive["records"] if r["status"] == 200 and profiled.get(r["config"])]
+    no_skip_module = _median([r["server_latency_ms"] * profiled[0] / profiled[r["config"]]
+                              for r in done if profiled.get(r["config"])])
     fastest_index = min(allowed, key=lambda i: profiled[i])
-    no_skip = base_module + engine_ms
-    fastest = _median(equivalent) * profiled[fastest_index] / profiled[0] + engine_ms
+    no_skip = no_skip_module + engine_ms
+    fastest = no_skip_module * profiled[fastest_index] / profiled[0] + engine_ms
     base = processed_when_busy_drops(arrivals_s, no_skip / 1e3)
     best = processed_when_busy_drops(arrivals_s, fastest / 1e3)
     return {"processed_x": best / base if base else float("nan"), "no_skip_busy_ms": no_skip,

@@ -49,7 +49,8 @@ def _serve(args: argparse.Namespace) -> None:
     log = DecisionLog(args.decision_log, max_bytes=args.log_max_bytes, backups=args.log_backups)
     engine = InferenceEngine(args.bundle, policy=args.policy, settings=settings, driver=args.driver,
                              pin=not args.no_pin, max_queue=args.max_queue, decision_log=log, sla_ms=args.sla_ms)
-    serve(engine, args.host, args.port, max_body_bytes=args.max_body_bytes)
+    serve(engine, args.host, args.port, max_body_bytes=args.max_body_bytes, max_connections=args.max_connections,
+          idle_timeout_s=args.idle_timeout_s, drain_s=args.drain_s)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -86,6 +87,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-max-bytes", type=int, default=10 << 20)
     p.add_argument("--log-backups", type=int, default=5)
     p.add_argument("--max-body-bytes", type=int, default=8 << 20, help="larger requests get 413")
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="open connections served at once (a thread each); beyond, an immediate 503 and close")
+    p.add_argument("--idle-timeout-s", type=float, default=30.0,
+                   help="close a keep-alive connection idle this long, or one that sends its request this slowly")
+    p.add_argument("--drain-s", type=float, default=10.0,
+                   help="on SIGTERM/SIGINT: at most this long to answer the admitted requests before exiting")
     p.set_defaults(run=_serve)
 
 

@@ -25,6 +25,7 @@ admitted finish on the bundle they were decided against.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import queue
 import statistics
@@ -40,7 +41,7 @@ import numpy as np
 
 from edgeskip_runtime.bundle import Bundle
 from edgeskip_runtime.energy import EnergyMeter
-from edgeskip_runtime.module import CompiledModel
+from edgeskip_runtime.module import CompiledModel, create_device
 from edgeskip_runtime.pinning import pin_current_thread
 from edgeskip_runtime.policies import OperatingPoint, Policy, PolicySettings, Request, create_policy
 from edgeskip_runtime.server.decision_log import DecisionLog
@@ -124,6 +125,7 @@ class InferenceEngine:
         self.log = decision_log or DecisionLog(None)
         self.bundle_path = Path(bundle_path)
         self.service: ServiceTimeEstimate | None = None
+        self._device = create_device(driver)  # one for every bundle this engine loads: reloads do not grow it
         self.current = self._load(self.bundle_path, policy, self.configured_settings)
         self.metrics = ServerMetrics(self.current.model.num_gates,
                                      EnergyMeter(self.current.bundle.manifest.get("target", {}).get("power")))
@@ -144,7 +146,7 @@ class InferenceEngine:
     # -- loading ---------------------------------------------------------------------------
     def _load(self, path: Path, policy_name: str, settings: PolicySettings) -> Loaded:
         bundle = Bundle.open(path)
-        model = CompiledModel(bundle, driver=self.driver, pin=False)  # the worker thread pins itself
+        model = CompiledModel(bundle, driver=self.driver, pin=False, device=self._device)  # the worker pins itself
         points = OperatingPoint.from_pareto(bundle.pareto)
         if any(len(p.mask) != model.num_gates for p in points):
             raise ValueError(f"pareto.json of {path} has masks of another length than the module's "
@@ -184,6 +186,7 @@ class InferenceEngine:
             self.current, self.bundle_path = new, target
             self.log.write("reload", None, new.policy_name, new.policy.state(), None, None, f"loaded {target}",
                            arrival=self.clock())
+        gc.collect()  # the old module's mapping and context go now, not at some later collection
         return self.describe()
 
     def describe(self) -> dict[str, Any]:
@@ -367,6 +370,11 @@ class InferenceEngine:
                              "allowed": p.index in allowed} for p in loaded.points]}
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._worker.join(timeout=5)
+        """Finish the admitted requests, stop the worker, close the decision log last, and release
+        the module (IREE objects left for interpreter exit make nanobind report leaks)."""
+        self._queue.put(None)  # after every queued job
+        self._worker.join(timeout=30)
         self.log.close()
+        self.current = None  # type: ignore[assignment]
+        self._device = None
+        gc.collect()

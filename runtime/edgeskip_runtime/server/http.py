@@ -24,12 +24,17 @@ it), then prints one line with the URL, the policy and Δreq.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
 import signal
+import socket
+import sys
 import threading
 import time
+import traceback
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -41,6 +46,14 @@ DEFAULT_MAX_BODY = 8 << 20
 DRAIN_LIMIT = 64 << 20  # refused bodies up to this size are drained; larger ones get the connection closed
 
 
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_IDLE_TIMEOUT_S = 30.0
+DEFAULT_DRAIN_S = 10.0
+_OVER_LIMIT_BODY = b'{"error": "too many connections; retry later"}'
+OVER_LIMIT = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+              b"Content-Length: " + str(len(_OVER_LIMIT_BODY)).encode() + b"\r\n\r\n" + _OVER_LIMIT_BODY)
+
+
 class EdgeskipHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -48,10 +61,59 @@ class EdgeskipHTTPServer(ThreadingHTTPServer):
     # connections under load instead of letting the server answer them (with 503 if busy).
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], engine: InferenceEngine, max_body_bytes: int = DEFAULT_MAX_BODY):
+    def __init__(self, address: tuple[str, int], engine: InferenceEngine, max_body_bytes: int = DEFAULT_MAX_BODY,
+                 *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
+        if max_connections < 1 or idle_timeout_s <= 0:
+            raise ValueError("max_connections must be >= 1 and idle_timeout_s > 0")
         super().__init__(address, Handler)
         self.engine = engine
         self.max_body_bytes = max_body_bytes
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self.connections: set[Handler] = set()
+        self.starting = 0
+        self.connections_lock = threading.Lock()
+        self.draining = False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, up to ``max_connections``. At the limit, the new connection takes the
+        place of an idle keep-alive one (closed, as its idle timeout would); with none idle, it gets an
+        immediate 503 and no thread."""
+        with self.connections_lock:
+            full = self.draining or len(self.connections) + self.starting >= self.max_connections
+            idle = None if self.draining else next((h for h in self.connections if h.idle), None)
+        if full and idle is not None and idle.close_if_idle():
+            full = False
+        if not full:
+            with self.connections_lock:
+                self.starting += 1  # counted until its handler registers itself
+        else:
+            with contextlib.suppress(OSError):  # the client went away: nothing to answer
+                request.sendall(OVER_LIMIT)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def drain(self, timeout_s: float) -> bool:
+        """Stop reading new requests: idle keep-alive connections are closed, busy ones close after
+        their answer. True if every connection finished within ``timeout_s``."""
+        with self.connections_lock:
+            self.draining = True
+            handlers = list(self.connections)
+        for h in handlers:
+            h.close_if_idle()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.connections_lock:
+                if not self.connections:
+                    return True
+            time.sleep(0.01)
+        return False
+
+
+class _Answered(Exception):
+    """The request was answered and counted already; unwind without answering again."""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -64,9 +126,70 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # decisions go to the decision log; access logs would cost time per request
 
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout_s  # idle keep-alive and slow header reads end here
+        self._busy = False
+        self._closing = False
+        self._state_lock = threading.Lock()
+        super().setup()
+        with self.server.connections_lock:
+            self.server.starting -= 1
+            self.server.connections.add(self)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self)
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a request, and not already being closed."""
+        return not self._busy and not self._closing
+
+    def close_if_idle(self) -> bool:
+        """Shut an idle connection now (its pending read returns EOF); a busy one closes after its answer."""
+        with self._state_lock:
+            if self._busy or self._closing:
+                return False
+            self._closing = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            with self._state_lock:
+                self._busy = False
+            if self.server.draining:
+                self.close_connection = True
+
     def parse_request(self) -> bool:
         self._t0 = time.perf_counter()  # the request line is in: the server's handling starts here
-        return super().parse_request()
+        with self._state_lock:
+            if self._closing:  # evicted or drained between the read and now
+                self.close_connection = True
+            self._busy = True
+        ok = super().parse_request()
+        if ok and self.server.draining:
+            self.close_connection = True
+        return ok
+
+    def end_headers(self) -> None:
+        if self.server.draining:
+            self.send_header("Connection", "close")
+        super().end_headers()
+
+    def _internal_error(self, e: BaseException) -> None:
+        """Any unexpected failure still gets an answer, with an id that is in the server's log."""
+        rid = uuid.uuid4().hex[:12]
+        print(f"internal error {rid} on {self.command} {self.path}: {e!r}", file=sys.stderr, flush=True)
+        traceback.print_exc(file=sys.stderr)
+        with contextlib.suppress(OSError):
+            self._json(500, {"error": f"internal server error (id {rid}); the server's log has the details"})
 
     # -- helpers ---------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str = "application/json",
@@ -146,6 +269,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise OIPError(404, f"no route for GET {self.path}")
         except OIPError as e:
             self._error(e.status, e.message)
+        except Exception as e:
+            self._internal_error(e)
 
     def do_POST(self) -> None:
         engine = self.server.engine
@@ -164,6 +289,12 @@ class Handler(BaseHTTPRequestHandler):
             if infer or parts[-1] == "infer":
                 engine.reject(e.message)
             self._error(e.status, e.message)
+        except _Answered:
+            pass
+        except Exception as e:
+            if infer:
+                engine.reject(f"internal error: {e!r}")
+            self._internal_error(e)
 
     def _metadata(self) -> dict[str, Any]:
         engine = self.server.engine
@@ -194,6 +325,9 @@ class Handler(BaseHTTPRequestHandler):
         except Dropped as e:
             self._json(503, {"error": f"dropped: {e}", "dropped": True})
             return
+        except Exception as e:  # failed in the worker, which has counted it
+            self._internal_error(e)
+            raise _Answered from e
         params = {"config": result.config, "n_skipped": result.n_skipped, "mask": list(result.mask),
                   "latency_ms": round(result.latency_ms, 4), "total_ms": round(result.total_ms, 4),
                   "policy": engine.policy_name, "reason": result.reason}
@@ -268,20 +402,30 @@ def calibrate_handling(engine: InferenceEngine, host: str, port: int, n: int = C
 
 
 def serve(engine: InferenceEngine, host: str = "127.0.0.1", port: int = 8000, *,
-          max_body_bytes: int = DEFAULT_MAX_BODY, ready: threading.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; SIGHUP reloads the bundle path (e.g. after a deploy)."""
-    server = EdgeskipHTTPServer((host, port), engine, max_body_bytes)
+          max_body_bytes: int = DEFAULT_MAX_BODY, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+          idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, drain_s: float = DEFAULT_DRAIN_S,
+          ready: threading.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then drain; SIGHUP reloads the bundle path (e.g. after a deploy).
+
+    Shutdown order: stop accepting; close idle connections; let every admitted request be
+    processed and answered (up to ``drain_s``); stop the worker; flush and close the decision
+    log last; release the IREE objects before the interpreter exits.
+    """
+    server = EdgeskipHTTPServer((host, port), engine, max_body_bytes, max_connections=max_connections,
+                                idle_timeout_s=idle_timeout_s)
+    stop = threading.Event()
 
     def on_hup(*_: Any) -> None:
         threading.Thread(target=_safe_reload, args=(engine,), daemon=True).start()
 
     def on_term(*_: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        stop.set()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGHUP, on_hup)
         signal.signal(signal.SIGTERM, on_term)
-    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="edgeskip-http")
+        signal.signal(signal.SIGINT, on_term)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="edgeskip-http")
     loop.start()
     try:
         port = server.server_address[1]
@@ -290,15 +434,16 @@ def serve(engine: InferenceEngine, host: str = "127.0.0.1", port: int = 8000, *,
             ready.set()
         print(f"edgeskip serving {engine.model_name} on http://{host}:{port} ({startup_summary(engine)})",
               flush=True)
-        while loop.is_alive():
-            loop.join(0.5)  # the main thread stays free for signals
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.5):  # the main thread stays free for signals
+            pass
     finally:
-        server.shutdown()
+        server.shutdown()  # no new connections
         loop.join()
+        drained = server.drain(drain_s)
         server.server_close()
         engine.close()
+        print(f"edgeskip stopped ({'drained' if drained else f'drain limit of {drain_s:g} s reached'})",
+              flush=True)
 
 
 def startup_summary(engine: InferenceEngine) -> str:

@@ -45,12 +45,23 @@ class InferRequest:
     label: int | None = None
 
 
+MAX_INT_DIGITS = 30  # no field needs more; a 5000-digit integer would otherwise cost a bignum parse
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"integer of {len(text)} digits exceeds the limit of {MAX_INT_DIGITS}")
+    return int(text)
+
+
 def _json_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise OIPError(400, "empty request body; send an inference request JSON object")
     try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        doc = json.loads(raw, parse_int=_bounded_int)
+    except RecursionError:
+        raise OIPError(400, "request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError, and so are the limits
         raise OIPError(400, f"request body is not valid JSON: {e}") from None
     if not isinstance(doc, dict):
         raise OIPError(400, f"request body must be a JSON object, got {type(doc).__name__}")
@@ -108,7 +119,7 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
     priority, budget, label = _parameters(doc)
     tensor = _image_input(doc)
     datatype = tensor.get("datatype")
-    if datatype not in DTYPES:
+    if not isinstance(datatype, str) or datatype not in DTYPES:
         raise OIPError(400, f"image datatype must be one of {sorted(DTYPES)}, got {datatype!r}")
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
@@ -138,7 +149,7 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
             raise OIPError(400, "image has no 'data' (or binary_data_size)")
         try:
             arr = np.asarray(data, dtype=np.float64)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OverflowError) as e:
             raise OIPError(400, f"image 'data' must be numbers: {e}") from None
         if arr.size != count:
             raise OIPError(400, f"image 'data' has {arr.size} values, shape {shape} needs {count}")
@@ -148,10 +159,13 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
     if datatype == "UINT8":
         images = normalize_uint8(arr, mean, std)
     else:
-        if not np.isfinite(arr).all():
-            raise OIPError(400, "image contains NaN or Inf")
-        images = arr.astype(np.float32)
-    outputs = doc.get("outputs") or []
+        with np.errstate(over="ignore"):
+            images = arr.astype(np.float32)
+        if not np.isfinite(images).all():  # after conversion: 1e308 is finite as FP64, not as FP32
+            raise OIPError(400, "image contains NaN or Inf, or values beyond FP32's range")
+    outputs = doc.get("outputs", [])
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise OIPError(400, f"'outputs' must be a list of objects, got {outputs!r:.80}")
     binary_output = any(isinstance(o, dict) and isinstance(o.get("parameters"), dict)
                         and o["parameters"].get("binary_data") for o in outputs)
     rid = doc.get("id")

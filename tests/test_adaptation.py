@@ -253,8 +253,9 @@ def test_performance_aware_tightens_its_floor_when_quality_drops(labelled: bool)
     shifted = [serve(unsure(), False) for _ in range(60)]
     assert policy.floor == 0 and shifted[-1] == 0  # the signal stays low: as deep as allowed
     assert policy.state()["signal"] == ("accuracy" if labelled else "margin")
-    recovered = [serve(confident(), True) for _ in range(60)]
+    recovered = [serve(confident(), True) for _ in range(140)]
     assert recovered[-1] == policy.last  # familiar inputs again: the floor relaxes step by step
+    assert recovered[23] < policy.last  # but slowly: three good windows per step
 
 
 def test_performance_aware_learns_references_only_in_distribution() -> None:
@@ -283,21 +284,29 @@ def test_top1_margin() -> None:
     assert top1_margin(np.zeros((2, 4))) == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize(("signal", "noise", "send_labels"), [("margin", 250, False), ("accuracy", 120, True)])
+# The tolerance suits this small model's noisy margins (a 64-request mean of them scatters by about 8 %).
+@pytest.mark.parametrize(("signal", "noise", "send_labels", "tolerance"),
+                         [("margin", None, False, 0.3), ("accuracy", 120, True, 0.15)])
 def test_performance_aware_serves_deeper_on_noise_corrupted_images(host_bundle: Path, tmp_path: Path, signal: str,
-                                                                   noise: int, send_labels: bool) -> None:
-    """The real module in-process: clean images in overload, then the same overload with the images buried in
-    noise. Load alone would keep it skipping; the quality signal makes it go deeper."""
+                                                                   noise: int | None, send_labels: bool,
+                                                                   tolerance: float) -> None:
+    """The real module in-process: clean images in overload, then the same overload with the images corrupted
+    (uniform noise in place of the image, or noise of amplitude ``noise`` added). Load alone would keep it
+    skipping; the quality signal makes it go deeper."""
     from edgeskip_runtime.bundle import Bundle, rewrite_bundle
     from edgeskip_runtime.module import CompiledModel
     from edgeskip_runtime.server.oip import normalize_uint8
 
     from edgeskip.evaluation.bench import Inputs, load_inputs
 
-    n = 480
+    n = 960
     clean = load_inputs("synthetic", n, seed=0)
-    shift = np.random.default_rng(1).integers(-noise, noise + 1, clean.images.shape)
-    noisy = Inputs(np.clip(clean.images.astype(np.int16) + shift, 0, 255).astype(np.uint8), clean.labels)
+    rng = np.random.default_rng(1)
+    if noise is None:
+        corrupted = rng.integers(0, 256, clean.images.shape)
+    else:
+        corrupted = np.clip(clean.images.astype(np.int16) + rng.integers(-noise, noise + 1, clean.images.shape), 0, 255)
+    noisy = Inputs(corrupted.astype(np.uint8), clean.labels)
     # What `edgeskip pareto` records: each configuration's accuracy and mean margin on clean (validation) images.
     bundle = tmp_path / "bundle"
     shutil.copytree(host_bundle, bundle)
@@ -315,7 +324,7 @@ def test_performance_aware_serves_deeper_on_noise_corrupted_images(host_bundle: 
 
     driver = InProcessDriver(bundle)
     try:
-        driver.load("performance-aware", {"quality_window": 32})
+        driver.load("performance-aware", {"quality_window": 64, "quality_tolerance": tolerance})
         service_s = driver.configs()["service_time"]["service_ms"] / 1e3
         overload = WORKLOADS.get("paper")(WorkloadSpec(n, 0.3 * service_s, seed=0))  # saturates on any speed
 
@@ -335,7 +344,8 @@ def test_performance_aware_serves_deeper_on_noise_corrupted_images(host_bundle: 
 
     assert mean_skipped(before) > 0.5  # overloaded and in distribution: it skips
     assert mean_skipped(after) < 0.5 * mean_skipped(before)  # shifted: deeper, under the same load
-    assert state["signal"] == signal and state["floor"] < policy.last and state["quality"] < 0.85
+    assert state["signal"] == signal and state["floor"] < policy.last
+    assert state["quality"] < 1 - tolerance / 2  # below the level at which the floor would relax again
 
 
 # -- no oscillation under steady load ---------------------------------------------------------------

@@ -20,10 +20,11 @@ allowed. Quality moves the floor:
   ``quality_window`` margins are in, and those become its reference only if their mean is
   within the tolerance of that neighbour's: samples taken under a shift are never adopted.
 * Every ``quality_window`` judged requests, quality = Σ signal / Σ expected. Below
-  ``1 − quality_tolerance`` the floor tightens by one configuration (and the current one
-  follows it deeper); at ``1 − quality_tolerance / 2`` or above it relaxes by one. Between
-  the two it holds, so a signal near the line does not make the floor oscillate, and it
-  moves at most once per window.
+  ``1 − quality_tolerance`` the floor tightens by one configuration at once (and the current
+  one follows it deeper); it relaxes by one only after ``RELAX_WINDOWS`` windows in a row at
+  ``1 − quality_tolerance / 2`` or above. Between the two it holds. Quick to tighten, slow
+  to relax: a signal near the line does not make the floor oscillate, and under doubt the
+  policy stays deep.
 
 Under a shift (e.g. corrupted images) the signal stays low at every depth, so the floor
 stays tight: the policy serves deep configurations until the inputs look familiar again.
@@ -39,6 +40,8 @@ import numpy as np
 from edgeskip_runtime.policies.algorithm1 import Algorithm1Policy
 from edgeskip_runtime.policies.base import Decision, OperatingPoint, PolicySettings, Request, ServiceTime
 from edgeskip_runtime.policies.registry import register_policy
+
+RELAX_WINDOWS = 3
 
 
 def top1_margin(logits: np.ndarray) -> float:
@@ -68,6 +71,7 @@ class PerformanceAwarePolicy(Algorithm1Policy):
         self._signal_sum = 0.0
         self._expected_sum = 0.0
         self._judged = 0
+        self._good_windows = 0
         self.quality: float | None = None
         self.signal: str | None = None
 
@@ -127,11 +131,13 @@ class PerformanceAwarePolicy(Algorithm1Policy):
     def _judge(self) -> None:
         self.quality = self._signal_sum / self._expected_sum if self._expected_sum > 0 else 1.0
         tol = self.settings.quality_tolerance
+        self._good_windows = self._good_windows + 1 if self.quality >= 1 - tol / 2 else 0
         if self.quality < 1 - tol and self.floor > 0:
             self.floor -= 1  # conservative: fewer blocks may be skipped
             self.current = min(self.current, self.floor)
-        elif self.quality >= 1 - tol / 2 and self.floor < self.last:
+        elif self._good_windows >= RELAX_WINDOWS and self.floor < self.last:
             self.floor += 1
+            self._good_windows = 0
         self._signal_sum = self._expected_sum = 0.0
         self._judged = 0
 

@@ -252,3 +252,30 @@ def test_two_hundred_reloads_leak_no_threads_descriptors_or_memory(bundles) -> N
         threads2, fds2, rss2 = proc_usage(server.proc.pid)
     assert (threads2, fds2) == (threads, fds)
     assert rss2 - rss <= 20, f"RSS grew {rss2 - rss:.1f} MB over 200 reloads"
+
+
+def test_a_standard_kserve_v2_client_works(server, bundles) -> None:
+    """tritonclient, as a user of the KServe v2 protocol would call the server: health, readiness,
+    metadata, JSON and binary tensors, and an error read back as a client error."""
+    httpclient = pytest.importorskip("tritonclient.http")
+    from edgeskip_runtime import Bundle, CompiledModel
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.port}")
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(server.model)
+    meta = client.get_model_metadata(server.model)
+    assert meta["inputs"][0]["name"] == "image" and meta["outputs"][0]["name"] == "logits"
+    x = np.random.default_rng(3).standard_normal((1, 1, 32, 32)).astype(np.float32)
+    direct = CompiledModel(Bundle.open(bundles("host").path))
+    for binary in (False, True):
+        image = httpclient.InferInput("image", list(x.shape), "FP32")
+        image.set_data_from_numpy(x, binary_data=binary)
+        result = client.infer(server.model, [image], outputs=[httpclient.InferRequestedOutput("logits",
+                                                                                             binary_data=binary)])
+        mask = result.get_response()["parameters"]["mask"]
+        np.testing.assert_allclose(result.as_numpy("logits"), direct.infer(x, mask), atol=1e-5)
+    wrong = httpclient.InferInput("image", [1, 1, 31, 32], "FP32")
+    wrong.set_data_from_numpy(np.zeros((1, 1, 31, 32), np.float32))
+    with pytest.raises(InferenceServerException) as err:
+        client.infer(server.model, [wrong])
+    assert err.value.status() == "400" and "shape" in err.value.message()

@@ -100,14 +100,14 @@ class EdgeskipHTTPServer(ThreadingHTTPServer):
         their answer. True if every connection finished within ``timeout_s``."""
         with self.connections_lock:
             self.draining = True
-            handlers = list(self.connections)
-        for h in handlers:
-            h.close_if_idle()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self.connections_lock:
-                if not self.connections:
-                    return True
+                handlers = list(self.connections)
+            if not handlers and not self.starting:
+                return True
+            for h in handlers:  # again each round: a connection accepted just before the stop turns idle too
+                h.close_if_idle()
             time.sleep(0.01)
         return False
 
@@ -170,8 +170,9 @@ class Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         self._t0 = time.perf_counter()  # the request line is in: the server's handling starts here
         with self._state_lock:
-            if self._closing:  # evicted or drained between the read and now
-                self.close_connection = True
+            if self._closing:  # shut (evicted or drained) while the request line came in: it cannot be
+                self.close_connection = True  # answered, so it is not admitted either
+                return False
             self._busy = True
         ok = super().parse_request()
         if ok and self.server.draining:

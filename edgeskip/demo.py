@@ -30,7 +30,7 @@ def shipped_checkpoint(recipe: str) -> Path:
 # static baseline drops about half the requests. Alternating pairs, because a shared
 # machine's speed drifts over seconds.
 DEMO_PERIOD_FACTOR = 0.6
-DEMO_REPEATS = 5
+DEMO_REPEATS = 9
 
 
 def run_demo(out: str | Path, *, retrain: bool = False, epochs: int = 20, limit: int | None = 2000,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class BenchOptions:
     progress: bool = True
     pin: bool = False  # in-process: pin the worker to the target's serving cores
     decision_log: Path | None = None  # in-process
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def sweep_policies(configs: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -191,7 +191,7 @@ def test_a_real_servers_decision_log_replays_algorithm1_exactly(host_bundle: Pat
         client = OIPClient(server.url)
         allowed = [c["index"] for c in client.get_json(f"/v2/models/{server.model}/configs")["configs"]
                    if c["allowed"]]
-        run_bench(server.url, BenchOptions(workload="phased", requests=240, period_factor=1.0, out=tmp_path / "b",
+        run_bench(server.url, BenchOptions(workload="phased", requests=450, period_factor=1.0, out=tmp_path / "b",
                                            progress=False))
     finally:
         server.stop()

@@ -69,7 +69,6 @@ class ServiceTimeEstimate:
         self._lock = threading.Lock()
         self._module = _WindowMedian(module_ms, window, every)
         self._handling = _WindowMedian(handling_ms, window, every)
-        self.source = "calibrated"
 
     @property
     def module_ms(self) -> float:

@@ -64,22 +64,9 @@ class DecisionLog:
     def _write_loop(self) -> None:
         assert self._logger is not None
         while (record := self._queue.get()) is not None:
-            if "_flush" in record:
-                record["_flush"].set()
-                continue
             self._logger.info(json.dumps(record, default=str))
         for h in self._logger.handlers:
             h.flush()
-
-    def flush(self) -> None:
-        """Wait until every record queued so far is written."""
-        if self._writer is not None and self._writer.is_alive():
-            done = threading.Event()
-            self._queue.put({"_flush": done})
-            done.wait(timeout=10)
-            assert self._logger is not None
-            for h in self._logger.handlers:
-                h.flush()
 
     def close(self) -> None:
         if self._logger is None:

@@ -103,7 +103,6 @@ class Job:
     reason: str = ""
     calibration: bool = False
     done: threading.Event = field(default_factory=threading.Event)
-    finished: float | None = None  # engine clock at completion
     result: Result | None = None
     error: BaseException | None = None
 
@@ -318,7 +317,6 @@ class InferenceEngine:
                 if not job.calibration:
                     self.metrics.outcome("rejected")
             finally:
-                job.finished = self.clock()
                 with self._lock:
                     self._in_flight -= 1
                     self.metrics.queue_depth = max(0, self._in_flight - 1)

@@ -129,12 +129,10 @@ class InProcessDriver:
             budget_ms: float | None = None, send_labels: bool = False, progress: bool = True,
             label: str = "bench") -> tuple[list[Record], float, dict[str, Any]]:
         from edgeskip_runtime.server.engine import Dropped
-        from edgeskip_runtime.server.oip import InferRequest, normalize_uint8
+        from edgeskip_runtime.server.oip import InferRequest
 
         engine = self.engine
-        norm = engine.current.bundle.manifest.get("normalization", {})
-        c = inputs.images.shape[1]
-        images = normalize_uint8(inputs.images, norm.get("mean", [0.0] * c), norm.get("std", [1.0] * c))
+        images = engine.current.normalization.apply(inputs.images)
         meter = engine.metrics.energy
         joules_before = meter.joules() if meter else 0.0
         admitted: list[tuple[Record, Any]] = []

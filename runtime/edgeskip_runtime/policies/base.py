@@ -44,10 +44,10 @@ class OperatingPoint:
     latency_ms: float
     latency_p99_ms: float
     margin: float | None = None  # mean top-1 softmax margin on validation, when the Pareto file has it
+    n_skipped: int = field(init=False)  # derived from the mask; kept, as the serving path reads it per request
 
-    @property
-    def n_skipped(self) -> int:
-        return len(self.mask) - sum(self.mask)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_skipped", len(self.mask) - sum(self.mask))
 
     @classmethod
     def from_pareto(cls, doc: dict[str, Any]) -> list[OperatingPoint]:

@@ -14,8 +14,11 @@ KServe v2 spec allows; this server has one version, ``1``):
   answer says what is now loaded
 * ``GET /metrics``: Prometheus text format
 
-Plain stdlib (``ThreadingHTTPServer``) so the board needs nothing more; it binds to
-127.0.0.1 by default and refuses bodies over ``max_body_bytes`` with 413.
+Plain stdlib (``socketserver`` and the small HTTP/1.1 reader of ``http11.py``), so the board
+needs nothing more: a thread per connection up to ``max_connections``, each request answered
+with one ``sendall``, and a request that finds the worker free run in its connection's thread
+(see ``engine.py``). It binds to 127.0.0.1 by default and refuses bodies over
+``max_body_bytes`` with 413.
 
 At start the server calibrates its own per-request handling with a few real requests to
 itself over loopback (see ``edgeskip_runtime/service_time.py`` for why Algorithm 1 needs
@@ -25,21 +28,29 @@ it), then prints one line with the URL, the policy and Δreq.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import math
 import signal
 import socket
+import socketserver
 import sys
 import threading
 import time
 import traceback
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
 from edgeskip_runtime.policies import PolicyError
-from edgeskip_runtime.server.engine import Dropped, InferenceEngine
+from edgeskip_runtime.server.engine import Dropped, InferenceEngine, Result
+from edgeskip_runtime.server.http11 import (
+    Connection,
+    Message,
+    ProtocolError,
+    request_bytes,
+    response_bytes,
+    set_io_timeout,
+)
 from edgeskip_runtime.server.oip import OIPError, encode_infer_response, parse_infer_request
 
 DEFAULT_MAX_BODY = 8 << 20
@@ -49,12 +60,11 @@ DRAIN_LIMIT = 64 << 20  # refused bodies up to this size are drained; larger one
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_IDLE_TIMEOUT_S = 30.0
 DEFAULT_DRAIN_S = 10.0
-_OVER_LIMIT_BODY = b'{"error": "too many connections; retry later"}'
-OVER_LIMIT = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-              b"Content-Length: " + str(len(_OVER_LIMIT_BODY)).encode() + b"\r\n\r\n" + _OVER_LIMIT_BODY)
+OVER_LIMIT = response_bytes(503, b'{"error": "too many connections; retry later"}', close=True)
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class EdgeskipHTTPServer(ThreadingHTTPServer):
+class EdgeskipHTTPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     # The listen backlog must hold a burst of concurrent senders: the stdlib default of 5 resets
@@ -112,36 +122,38 @@ class EdgeskipHTTPServer(ThreadingHTTPServer):
         return False
 
 
-class _Answered(Exception):
-    """The request was answered and counted already; unwind without answering again."""
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] | None = None
 
 
-class Handler(BaseHTTPRequestHandler):
+def json_response(status: int, doc: Any) -> Response:
+    return Response(status, json.dumps(doc).encode())
+
+
+class Handler(socketserver.BaseRequestHandler):
+    """One connection: requests are read, routed and answered in turn until it closes."""
+
     server: EdgeskipHTTPServer
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK add ~40 ms to every response.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # decisions go to the decision log; access logs would cost time per request
+    request: socket.socket
 
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout_s  # idle keep-alive and slow header reads end here
+        set_io_timeout(self.request, self.server.idle_timeout_s)  # idle keep-alive and slow reads end here
+        # Without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK can add ~40 ms to an answer.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._busy = False
         self._closing = False
         self._state_lock = threading.Lock()
-        super().setup()
         with self.server.connections_lock:
             self.server.starting -= 1
             self.server.connections.add(self)
 
     def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.connections_lock:
-                self.server.connections.discard(self)
+        with self.server.connections_lock:
+            self.server.connections.discard(self)
 
     @property
     def idle(self) -> bool:
@@ -155,79 +167,105 @@ class Handler(BaseHTTPRequestHandler):
                 return False
             self._closing = True
             with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
+                self.request.shutdown(socket.SHUT_RDWR)
             return True
 
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        finally:
+    def handle(self) -> None:
+        conn = Connection(self.request)
+        while True:
+            try:
+                if not conn.buf and not conn.fill():  # idle until the next request's first bytes
+                    return
+            except OSError:  # idle timeout, or shut by eviction or drain
+                return
+            t0 = time.perf_counter()  # the request is arriving: the server's handling starts here
             with self._state_lock:
-                self._busy = False
-            if self.server.draining:
-                self.close_connection = True
+                if self._closing:  # shut while the request came in: it cannot be answered, so it is not
+                    return  # admitted either
+                self._busy = True
+            try:
+                keep_alive = self._exchange(conn, t0)
+            finally:
+                with self._state_lock:
+                    self._busy = False
+            if not keep_alive or self.server.draining:
+                return
 
-    def parse_request(self) -> bool:
-        self._t0 = time.perf_counter()  # the request line is in: the server's handling starts here
-        with self._state_lock:
-            if self._closing:  # shut (evicted or drained) while the request line came in: it cannot be
-                self.close_connection = True  # answered, so it is not admitted either
-                return False
-            self._busy = True
-        ok = super().parse_request()
-        if ok and self.server.draining:
-            self.close_connection = True
-        return ok
+    def _exchange(self, conn: Connection, t0: float) -> bool:
+        """Read, route and answer one request; whether the connection stays open."""
+        try:
+            msg = conn.read_head()
+        except ProtocolError as e:
+            self._send(json_response(e.status, {"error": e.message}), close=True)
+            return False
+        except OSError:
+            return False
+        if msg is None:
+            return False
+        method, target, version = msg.start
+        parts = target.split("?")[0].strip("/").split("/")
+        infer = method == "POST" and parts[-1] == "infer"
+        close = not msg.keep_alive() or self.server.draining
+        engine = self.server.engine
+        self._result: Result | None = None  # an infer request's, once it ran
+        try:
+            if version not in ("HTTP/1.1", "HTTP/1.0"):
+                raise ProtocolError(505, f"{version[:20]!r} is not supported; send HTTP/1.1")
+            body = self._read_body(conn, msg)
+            if method == "GET":
+                response = self._get(parts, target)
+            elif method == "POST":
+                response = self._post(parts, target, body, msg)
+            else:
+                close = True
+                raise ProtocolError(501, f"method {method[:20]!r} is not supported; use GET or POST")
+        except (OIPError, ProtocolError) as e:
+            if infer:
+                engine.reject(e.message)
+            close = close or isinstance(e, ProtocolError) or e.status == 413  # framing unknown, or body unread
+            response = json_response(e.status, {"error": e.message})
+        except TimeoutError:
+            if infer:
+                engine.reject("timed out reading the request body")
+            self._send(json_response(408, {"error": "timed out reading the request body"}), close=True)
+            return False
+        except ConnectionError:  # the client went away mid-body: nothing to answer
+            if infer:
+                engine.reject("connection closed before the request body arrived")
+            return False
+        except Exception as e:
+            if infer:
+                engine.reject(f"internal error: {e!r}")
+            response = self._internal_error(method, target, e)
+        self._send(response, close=close)
+        if response.status == 200 and infer and self._result is not None:
+            engine.observe_handling((time.perf_counter() - t0) * 1e3 - self._result.latency_ms)
+        return not close
 
-    def end_headers(self) -> None:
-        if self.server.draining:
-            self.send_header("Connection", "close")
-        super().end_headers()
+    def _send(self, response: Response, *, close: bool) -> None:
+        with contextlib.suppress(OSError):  # the client went away: nothing more to do
+            self.request.sendall(response_bytes(response.status, response.body, response.content_type,
+                                                response.headers, close=close))
 
-    def _internal_error(self, e: BaseException) -> None:
+    def _internal_error(self, method: str, target: str, e: BaseException) -> Response:
         """Any unexpected failure still gets an answer, with an id that is in the server's log."""
         rid = uuid.uuid4().hex[:12]
-        print(f"internal error {rid} on {self.command} {self.path}: {e!r}", file=sys.stderr, flush=True)
+        print(f"internal error {rid} on {method} {target[:200]}: {e!r}", file=sys.stderr, flush=True)
         traceback.print_exc(file=sys.stderr)
-        with contextlib.suppress(OSError):
-            self._json(500, {"error": f"internal server error (id {rid}); the server's log has the details"})
+        return json_response(500, {"error": f"internal server error (id {rid}); the server's log has the details"})
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, doc: Any) -> None:
-        self._send(status, json.dumps(doc).encode())
-
-    def _error(self, status: int, message: str) -> None:
-        self._json(status, {"error": message})
-
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if length is None:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                raise OIPError(411, "chunked bodies are not supported; send Content-Length")
+    def _read_body(self, conn: Connection, msg: Message) -> bytes:
+        n = msg.content_length()
+        if not n:
             return b""
-        try:
-            n = int(length)
-        except ValueError:
-            raise OIPError(400, f"bad Content-Length {length!r}") from None
-        if n < 0:
-            raise OIPError(400, f"bad Content-Length {length!r}")
+        expect = msg.headers.get("expect", "").lower()
         if n > self.server.max_body_bytes:
-            self.close_connection = True
-            remaining = n if n <= DRAIN_LIMIT else 0  # drain, so the client reads the 413 rather than a reset
-            while remaining > 0 and (chunk := self.rfile.read(min(1 << 16, remaining))):
-                remaining -= len(chunk)
+            if expect != "100-continue" and n <= DRAIN_LIMIT:
+                conn.discard(n)  # so the client reads the 413 rather than a reset
             raise OIPError(413, f"request body of {n} bytes exceeds the limit of {self.server.max_body_bytes}")
-        return self.rfile.read(n)
+        if expect == "100-continue":
+            self.request.sendall(CONTINUE)
+        return conn.read_body(n)
 
     def _model_route(self, parts: list[str]) -> str | None:
         """For ``v2/models/{name}[/versions/{v}][/ACTION]``: ACTION ('' for metadata), else None."""
@@ -246,56 +284,32 @@ class Handler(BaseHTTPRequestHandler):
         return rest[0] if rest else ""
 
     # -- routes ----------------------------------------------------------------------------
-    def do_GET(self) -> None:
+    def _get(self, parts: list[str], target: str) -> Response:
         engine = self.server.engine
-        parts = self.path.split("?")[0].strip("/").split("/")
-        try:
-            action = self._model_route(parts)
-            if parts == ["v2", "health", "live"] or parts == ["v2", "health", "ready"]:
-                self._json(200, {"live": True} if parts[2] == "live" else {"ready": True})
-            elif parts == ["metrics"]:
-                delta = engine.delta_req()
-                body = engine.metrics.render(engine.model_name, delta["ms"] if delta else None).encode()
-                self._send(200, body, "text/plain; version=0.0.4")
-            elif parts == ["v2"]:
-                self._json(200, {"name": "edgeskip", "version": "1", "extensions": ["binary_tensor_data"],
-                                 "models": [engine.model_name]})
-            elif action == "":
-                self._json(200, self._metadata())
-            elif action == "ready":
-                self._json(200, {"name": engine.model_name, "ready": True})
-            elif action == "configs":
-                self._json(200, engine.configs())
-            else:
-                raise OIPError(404, f"no route for GET {self.path}")
-        except OIPError as e:
-            self._error(e.status, e.message)
-        except Exception as e:
-            self._internal_error(e)
+        action = self._model_route(parts)
+        if parts == ["v2", "health", "live"] or parts == ["v2", "health", "ready"]:
+            return json_response(200, {"live": True} if parts[2] == "live" else {"ready": True})
+        if parts == ["metrics"]:
+            delta = engine.delta_req()
+            body = engine.metrics.render(engine.model_name, delta["ms"] if delta else None).encode()
+            return Response(200, body, "text/plain; version=0.0.4")
+        if parts == ["v2"]:
+            return json_response(200, {"name": "edgeskip", "version": "1", "extensions": ["binary_tensor_data"],
+                                       "models": [engine.model_name]})
+        if action == "":
+            return json_response(200, self._metadata())
+        if action == "ready":
+            return json_response(200, {"name": engine.model_name, "ready": True})
+        if action == "configs":
+            return json_response(200, engine.configs())
+        raise OIPError(404, f"no route for GET {target[:200]}")
 
-    def do_POST(self) -> None:
-        engine = self.server.engine
-        parts = self.path.split("?")[0].strip("/").split("/")
-        infer = False
-        try:
-            body = self._read_body()
-            infer = self._model_route(parts) == "infer"
-            if infer:
-                self._infer(body)
-            elif len(parts) == 5 and parts[:3] == ["v2", "repository", "models"] and parts[4] == "load":
-                self._reload(parts[3], body)
-            else:
-                raise OIPError(404, f"no route for POST {self.path}")
-        except OIPError as e:
-            if infer or parts[-1] == "infer":
-                engine.reject(e.message)
-            self._error(e.status, e.message)
-        except _Answered:
-            pass
-        except Exception as e:
-            if infer:
-                engine.reject(f"internal error: {e!r}")
-            self._internal_error(e)
+    def _post(self, parts: list[str], target: str, body: bytes, msg: Message) -> Response:
+        if self._model_route(parts) == "infer":
+            return self._infer(body, msg)
+        if len(parts) == 5 and parts[:3] == ["v2", "repository", "models"] and parts[4] == "load":
+            return self._reload(parts[3], body)
+        raise OIPError(404, f"no route for POST {target[:200]}")
 
     def _metadata(self) -> dict[str, Any]:
         engine = self.server.engine
@@ -310,43 +324,40 @@ class Handler(BaseHTTPRequestHandler):
                                "dataset": b.manifest.get("dataset"),
                                "no_skip_latency_ms": engine.current.points[0].latency_ms}}
 
-    def _infer(self, body: bytes) -> None:
+    def _infer(self, body: bytes, msg: Message) -> Response:
         engine = self.server.engine
-        hl = self.headers.get("Inference-Header-Content-Length")
+        hl = msg.headers.get("inference-header-content-length")
         try:
             header_length = int(hl) if hl is not None else None
         except ValueError:
-            raise OIPError(400, f"bad Inference-Header-Content-Length {hl!r}") from None
-        norm = engine.current.bundle.manifest.get("normalization", {})
-        c = engine.current.model.image_spec.shape[1]
-        request = parse_infer_request(body, header_length, tuple(engine.current.model.image_spec.shape[1:]),
-                                      norm.get("mean", [0.0] * c), norm.get("std", [1.0] * c))
+            raise OIPError(400, f"bad Inference-Header-Content-Length {hl[:40]!r}") from None
+        loaded = engine.current
+        request = parse_infer_request(body, header_length, tuple(loaded.model.image_spec.shape[1:]),
+                                      loaded.normalization)
         try:
             result = engine.submit(request)
         except Dropped as e:
-            self._json(503, {"error": f"dropped: {e}", "dropped": True})
-            return
-        except Exception as e:  # failed in the worker, which has counted it
-            self._internal_error(e)
-            raise _Answered from e
+            return json_response(503, {"error": f"dropped: {e}", "dropped": True})
+        except Exception as e:  # failed in the module; the engine has counted it
+            return self._internal_error("POST", "infer", e)
+        self._result = result
         params = {"config": result.config, "n_skipped": result.n_skipped, "mask": list(result.mask),
                   "latency_ms": round(result.latency_ms, 4), "total_ms": round(result.total_ms, 4),
                   "policy": engine.policy_name, "reason": result.reason}
         body_out, headers = encode_infer_response(engine.model_name, request, result.logits, params)
         ctype = "application/octet-stream" if request.binary_output else "application/json"
-        self._send(200, body_out, ctype, headers)
-        engine.observe_handling((time.perf_counter() - self._t0) * 1e3 - result.latency_ms)
+        return Response(200, body_out, ctype, headers)
 
     RELOAD_FORM = '{"parameters": {"bundle": PATH, "policy": NAME, "settings": {FIELD: VALUE}}} (all optional)'
 
-    def _reload(self, name: str, body: bytes) -> None:
+    def _reload(self, name: str, body: bytes) -> Response:
         """Triton-style load; refuses any field it would not act on, and answers what is loaded."""
         engine = self.server.engine
         params: dict[str, Any] = {}
         if body.strip():
             try:
                 doc = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 raise OIPError(400, f"reload body must be JSON: {self.RELOAD_FORM}") from None
             if not isinstance(doc, dict):
                 raise OIPError(400, f"reload body must be a JSON object: {self.RELOAD_FORM}")
@@ -372,9 +383,8 @@ class Handler(BaseHTTPRequestHandler):
         except PolicyError as e:
             raise OIPError(400, f"bad policy settings, still serving the previous configuration: {e}") from None
         except Exception as e:  # any failure keeps the old bundle serving
-            self._json(400, {"error": f"reload failed, still serving the previous bundle: {e}"})
-            return
-        self._json(200, {"loaded": True, **loaded})
+            return json_response(400, {"error": f"reload failed, still serving the previous bundle: {e}"})
+        return json_response(200, {"loaded": True, **loaded})
 
 
 CALIBRATION_REQUESTS = 40
@@ -388,18 +398,19 @@ def calibrate_handling(engine: InferenceEngine, host: str, port: int, n: int = C
                                      "parameters": {"binary_data_size": len(raw)}}],
                          "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
     target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    conn = http.client.HTTPConnection(target, port, timeout=30)
-    try:
-        with engine.calibration():
-            for _ in range(n):
-                conn.request("POST", f"/v2/models/{engine.model_name}/infer", header + raw,
-                             {"Inference-Header-Content-Length": str(len(header))})
-                r = conn.getresponse()
-                r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"calibration request answered {r.status}")
-    finally:
-        conn.close()
+    request = request_bytes("POST", f"/v2/models/{engine.model_name}/infer", f"{target}:{port}", header + raw,
+                            {"Inference-Header-Content-Length": str(len(header))})
+    with socket.create_connection((target, port), timeout=30) as sock, engine.calibration():
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(sock)
+        for _ in range(n):
+            sock.sendall(request)
+            msg = conn.read_head()
+            if msg is None:
+                raise RuntimeError("the server closed the connection during calibration")
+            conn.read_body(msg.content_length() or 0)
+            if msg.start[1] != "200":
+                raise RuntimeError(f"calibration request answered {msg.start[1]}")
 
 
 def serve(engine: InferenceEngine, host: str = "127.0.0.1", port: int = 8000, *,

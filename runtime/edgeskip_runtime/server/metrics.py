@@ -8,6 +8,8 @@ configuration and queue depth.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections.abc import Sequence
 
@@ -20,16 +22,19 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.
 class Histogram:
     def __init__(self, buckets: Sequence[float]) -> None:
         self.buckets = list(buckets)
-        self.counts = [0] * len(self.buckets)
+        self._per_bucket = [0] * (len(self.buckets) + 1)  # not cumulative; the last is above every bound
         self.total = 0
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
         self.total += 1
         self.sum += value
-        for i, b in enumerate(self.buckets):
-            if value <= b:
-                self.counts[i] += 1
+        self._per_bucket[bisect.bisect_left(self.buckets, value)] += 1  # one bucket per request, not all
+
+    @property
+    def counts(self) -> list[int]:
+        """Cumulative counts per upper bound (``le``), as Prometheus exposes them."""
+        return list(itertools.accumulate(self._per_bucket[:-1]))
 
     def render(self, name: str, labels: str = "") -> list[str]:
         sep = "," if labels else ""

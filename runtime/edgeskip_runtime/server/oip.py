@@ -16,10 +16,12 @@ HTTP status to answer (400, 404, 413) and a message that says what was wrong.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -99,23 +101,50 @@ def _image_input(doc: dict[str, Any]) -> dict[str, Any]:
     return named[0]
 
 
-def normalize_uint8(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+class Normalization(NamedTuple):
+    """UINT8 pixels to the model's float32 input, ``pixels * scale + offset`` per channel: the
+    bundle's ``(x / 255 - mean) / std`` folded into one multiply and one add."""
+
+    scale: np.ndarray  # (1, C, 1, 1) float32
+    offset: np.ndarray
+
+    @classmethod
+    def from_mean_std(cls, mean: Sequence[float], std: Sequence[float]) -> Normalization:
+        m = np.asarray(mean, dtype=np.float64).reshape(1, -1, 1, 1)
+        s = np.asarray(std, dtype=np.float64).reshape(1, -1, 1, 1)
+        return cls((1.0 / (255.0 * s)).astype(np.float32), (-m / s).astype(np.float32))
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], channels: int) -> Normalization:
+        norm = manifest.get("normalization", {})
+        return cls.from_mean_std(norm.get("mean", [0.0] * channels), norm.get("std", [1.0] * channels))
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        out = np.multiply(pixels, self.scale, dtype=np.float32)
+        out += self.offset
+        return out
+
+
+def normalize_uint8(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Raw ``(N, C, H, W)`` pixels 0..255 to the float32 input the model was trained on."""
-    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
-    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-    return np.ascontiguousarray((pixels.astype(np.float32) / 255.0 - m) / s)
+    return Normalization.from_mean_std(mean, std).apply(pixels)
 
 
-def parse_infer_request(body: bytes, header_length: int | None, image_shape: tuple[int, ...],
-                        mean: list[float], std: list[float]) -> InferRequest:
-    """Parse and validate a JSON or binary inference request into normalised float32 images."""
-    if header_length is not None:
-        if not 0 < header_length <= len(body):
-            raise OIPError(400, f"Inference-Header-Content-Length {header_length} does not fit a body of "
-                                f"{len(body)} bytes")
-        doc, binary = _json_object(body[:header_length]), body[header_length:]
-    else:
-        doc, binary = _json_object(body), b""
+@dataclass(frozen=True)
+class RequestHead:
+    """A request's JSON, validated: everything but the tensor's values."""
+
+    id: str | None
+    priority: int
+    latency_budget_ms: float | None
+    label: int | None
+    datatype: str
+    shape: tuple[int, ...]  # (N, C, H, W)
+    binary_data_size: int | None
+    binary_output: bool
+
+
+def _head(doc: dict[str, Any], image_shape: tuple[int, ...]) -> RequestHead:
     priority, budget, label = _parameters(doc)
     tensor = _image_input(doc)
     datatype = tensor.get("datatype")
@@ -130,21 +159,55 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
     if len(shape) != 4 or shape[1:] != per_image or not 1 <= shape[0] <= MAX_BATCH:
         raise OIPError(400, f"image shape must be {per_image} or [N, {', '.join(map(str, per_image))}] "
                             f"with 1 <= N <= {MAX_BATCH}, got {tensor.get('shape')}")
-    count = math.prod(shape)
-    dtype = DTYPES[datatype]
     params = tensor.get("parameters", {})
     if not isinstance(params, dict):
         raise OIPError(400, "the image's 'parameters' must be an object")
-    if "binary_data_size" in params:
-        size = params["binary_data_size"]
-        if size != count * dtype.itemsize or len(binary) != size:
-            raise OIPError(400, f"binary image must be {count * dtype.itemsize} bytes ({datatype} x {shape}), "
-                                f"binary_data_size says {size!r} and {len(binary)} bytes follow the header")
-        arr = np.frombuffer(binary, dtype=dtype).reshape(shape)
+    size = params.get("binary_data_size")
+    expected = math.prod(shape) * DTYPES[datatype].itemsize
+    if "binary_data_size" in params and size != expected:
+        raise OIPError(400, f"binary image must be {expected} bytes ({datatype} x {shape}), "
+                            f"binary_data_size says {size!r}")
+    outputs = doc.get("outputs", [])
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise OIPError(400, f"'outputs' must be a list of objects, got {outputs!r:.80}")
+    binary_output = any(isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data")
+                        for o in outputs)
+    rid = doc.get("id")
+    return RequestHead(None if rid is None else str(rid), priority, budget, label, datatype, tuple(shape),
+                       expected if "binary_data_size" in params else None, bool(binary_output))
+
+
+@functools.lru_cache(maxsize=256)
+def _binary_head(header: bytes, image_shape: tuple[int, ...]) -> RequestHead:
+    """The binary form's JSON header, parsed once: a client sends the same header with every image."""
+    return _head(_json_object(header), image_shape)
+
+
+def parse_infer_request(body: bytes, header_length: int | None, image_shape: tuple[int, ...],
+                        normalization: Normalization) -> InferRequest:
+    """Parse and validate a JSON or binary inference request into normalised float32 images."""
+    if header_length is not None:
+        if not 0 < header_length <= len(body):
+            raise OIPError(400, f"Inference-Header-Content-Length {header_length} does not fit a body of "
+                                f"{len(body)} bytes")
+        head = _binary_head(body[:header_length], tuple(image_shape))
+        binary = memoryview(body)[header_length:]
     else:
-        if binary:
+        head = _head(doc := _json_object(body), tuple(image_shape))
+        binary = memoryview(b"")
+    dtype = DTYPES[head.datatype]
+    count = math.prod(head.shape)
+    if head.binary_data_size is not None:
+        if len(binary) != head.binary_data_size:
+            raise OIPError(400, f"binary image must be {head.binary_data_size} bytes ({head.datatype} x "
+                                f"{list(head.shape)}), and {len(binary)} bytes follow the header")
+        arr = np.frombuffer(binary, dtype=dtype).reshape(head.shape)
+    else:
+        if len(binary):
             raise OIPError(400, "binary data follows the header but the input has no 'binary_data_size'")
-        data = tensor.get("data")
+        if header_length is not None:  # binary form with the values in its JSON header
+            doc = _json_object(body[:header_length])
+        data = _image_input(doc).get("data")
         if data is None:
             raise OIPError(400, "image has no 'data' (or binary_data_size)")
         try:
@@ -152,25 +215,19 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: tup
         except (ValueError, TypeError, OverflowError) as e:
             raise OIPError(400, f"image 'data' must be numbers: {e}") from None
         if arr.size != count:
-            raise OIPError(400, f"image 'data' has {arr.size} values, shape {shape} needs {count}")
-        if datatype == "UINT8" and (np.any(arr < 0) | np.any(arr > 255) | np.any(arr != np.round(arr))):
+            raise OIPError(400, f"image 'data' has {arr.size} values, shape {list(head.shape)} needs {count}")
+        if head.datatype == "UINT8" and (np.any(arr < 0) | np.any(arr > 255) | np.any(arr != np.round(arr))):
             raise OIPError(400, "UINT8 image values must be integers 0..255")
-        arr = arr.reshape(shape)
-    if datatype == "UINT8":
-        images = normalize_uint8(arr, mean, std)
+        arr = arr.reshape(head.shape)
+    if head.datatype == "UINT8":
+        images = normalization.apply(arr)
     else:
         with np.errstate(over="ignore"):
             images = arr.astype(np.float32)
         if not np.isfinite(images).all():  # after conversion: 1e308 is finite as FP64, not as FP32
             raise OIPError(400, "image contains NaN or Inf, or values beyond FP32's range")
-    outputs = doc.get("outputs", [])
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
-        raise OIPError(400, f"'outputs' must be a list of objects, got {outputs!r:.80}")
-    binary_output = any(isinstance(o, dict) and isinstance(o.get("parameters"), dict)
-                        and o["parameters"].get("binary_data") for o in outputs)
-    rid = doc.get("id")
-    return InferRequest(None if rid is None else str(rid), np.ascontiguousarray(images), priority, budget,
-                        binary_output, label)
+    return InferRequest(head.id, images, head.priority, head.latency_budget_ms,
+                        head.binary_output, head.label)
 
 
 def encode_infer_response(model: str, request: InferRequest, logits: np.ndarray,

@@ -103,6 +103,37 @@ def test_in_process_calibration_measures_the_engines_own_handling(host_bundle: P
 
 # -- decisions at arrival ---------------------------------------------------------------------------
 
+def test_a_request_that_finds_the_worker_free_runs_in_the_waiting_thread(host_bundle: Path) -> None:
+    engine = InferenceEngine(host_bundle, pin=False)
+    try:
+        job = engine.admit(InferRequest("a", image(0), 0, None, False), inline=True)
+        assert job.inline and job.result is None  # not handed to the worker: it waits for its caller
+        with pytest.raises(Dropped):  # yet it holds the worker: admission counts it in flight
+            engine.admit(InferRequest("b", image(1), 0, None, False))
+        result = engine.wait(job)
+        direct = engine.current.model.infer(image(0), result.mask)
+        np.testing.assert_allclose(result.logits, direct, atol=1e-5)
+        assert engine.submit(InferRequest("c", image(2), 0, None, False)).config >= 0  # free again
+    finally:
+        engine.close()
+
+
+def test_a_request_queued_behind_an_inline_one_does_not_start_first(host_bundle: Path, tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.jsonl")
+    engine = InferenceEngine(host_bundle, pin=False, max_queue=1, decision_log=log)
+    try:
+        first = engine.admit(InferRequest("a", image(0), 0, None, False), inline=True)
+        queued = engine.admit(InferRequest("b", image(1), 0, None, False))  # to the worker
+        assert queued.done is not None and not queued.done.wait(0.3)  # the worker waits for the inline one
+        engine.wait(first)
+        assert engine.wait(queued).config >= 0
+    finally:
+        engine.close()
+    done = [json.loads(line)["request_id"] for line in (tmp_path / "d.jsonl").read_text().splitlines()
+            if json.loads(line)["event"] == "done"]
+    assert done == ["a", "b"]
+
+
 def test_configuration_is_decided_at_arrival_not_when_the_worker_wakes(host_bundle: Path, tmp_path: Path) -> None:
     log = DecisionLog(tmp_path / "d.jsonl")
     engine = InferenceEngine(host_bundle, pin=False, decision_log=log)

@@ -16,19 +16,24 @@ from urllib.parse import urlparse
 import numpy as np
 from edgeskip_runtime.server.http11 import Connection, ProtocolError, request_bytes
 
+_FP32 = np.dtype("<f4")
+
 
 class ServerUnreachable(ConnectionError):
     """The server did not answer; the message names the URL."""
 
 
 class OIPClient:
-    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 30.0, *, busy_poll_s: float = 0.0) -> None:
+        """``busy_poll_s`` > 0: wait for each answer by spinning up to that long before blocking
+        (for latency benchmarks: see ``http11.Connection``); it keeps a CPU busy meanwhile."""
         u = urlparse(url if "://" in url else f"http://{url}")
         if u.scheme != "http" or not u.hostname:
             raise ValueError(f"server URL must look like http://HOST:PORT, got {url!r}")
         self.url = f"http://{u.hostname}:{u.port or 80}"
         self.host, self.port = u.hostname, u.port or 80
         self.timeout_s = timeout_s
+        self.busy_poll_s = busy_poll_s
         self._local = threading.local()  # one keep-alive connection per thread
         self._infer_heads: dict[tuple[Any, ...], bytes] = {}  # infer_uint8's request bytes before the pixels
 
@@ -40,7 +45,7 @@ class OIPClient:
             except OSError as e:
                 raise ServerUnreachable(f"no answer from {self.url}: {e}") from e
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = self._local.conn = Connection(sock)
+            conn = self._local.conn = Connection(sock, busy_poll_s=self.busy_poll_s)
         return conn
 
     def _drop(self) -> None:
@@ -63,17 +68,14 @@ class OIPClient:
             reused = getattr(self._local, "conn", None) is not None
             conn = self._conn()
             try:
-                conn.sock.sendall(wire)
+                conn.send_all(wire)
                 msg = conn.read_head()
                 if msg is None:
                     raise ConnectionError("the server closed the connection")
                 n = msg.content_length()
                 keep_alive = msg.keep_alive()
-                if n is None and not keep_alive:  # no length: the body runs to the end of the stream
-                    while conn.fill():
-                        pass
-                    n = len(conn.buf)
-                data = conn.read_body(n or 0)
+                # no length and no keep-alive: the body runs to the end of the stream
+                data = conn.read_to_end() if n is None and not keep_alive else conn.read_body(n or 0)
                 if not keep_alive:
                     self._drop()
                 return int(msg.start[1]), msg.headers, data
@@ -138,7 +140,7 @@ class OIPClient:
                 return status, {"error": body[:200].decode(errors="replace")}, None
         n = int(headers["inference-header-content-length"])
         doc = json.loads(body[:n])
-        logits = np.frombuffer(body[n:], dtype="<f4").reshape(doc["outputs"][0]["shape"])
+        logits = np.frombuffer(body, dtype=_FP32, offset=n).reshape(doc["outputs"][0]["shape"])
         return status, doc, logits
 
 

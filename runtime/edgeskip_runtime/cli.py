@@ -57,9 +57,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     from edgeskip_runtime.policies import list_policies
 
     p = sub.add_parser("serve", help="serve a bundle over HTTP (Open Inference Protocol) with a depth policy",
-                       description="Serve BUNDLE with one pinned inference worker. A request that arrives while "
-                                   "the worker is busy is dropped with 503 (or queued with --max-queue). The "
-                                   "policy picks the skip configuration of every processed request.")
+                       description="Serve BUNDLE, one request at a time in the module, on the target's serving cores. "
+                                   "A request that arrives while one runs is dropped with 503 (or queued with "
+                                   "--max-queue). The policy picks the skip configuration of every processed "
+                                   "request.")
     p.add_argument("bundle")
     p.add_argument("--policy", default="algorithm1", choices=list_policies())
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")

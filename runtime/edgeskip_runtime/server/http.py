@@ -174,7 +174,7 @@ class Handler(socketserver.BaseRequestHandler):
         conn = Connection(self.request)
         while True:
             try:
-                if not conn.buf and not conn.fill():  # idle until the next request's first bytes
+                if not conn.pending and not conn.fill():  # idle until the next request's first bytes
                     return
             except OSError:  # idle timeout, or shut by eviction or drain
                 return
@@ -197,6 +197,9 @@ class Handler(socketserver.BaseRequestHandler):
             msg = conn.read_head()
         except ProtocolError as e:
             self._send(json_response(e.status, {"error": e.message}), close=True)
+            return False
+        except TimeoutError:  # a head that started and never ended
+            self._send(json_response(408, {"error": "timed out reading the request head"}), close=True)
             return False
         except OSError:
             return False
@@ -390,13 +393,19 @@ class Handler(socketserver.BaseRequestHandler):
 CALIBRATION_REQUESTS = 40
 
 
-def calibrate_handling(engine: InferenceEngine, host: str, port: int, n: int = CALIBRATION_REQUESTS) -> None:
-    """Time the server's own handling with ``n`` real requests to itself (binary UINT8, as clients send)."""
+def _binary_request_body(engine: InferenceEngine) -> tuple[bytes, bytes]:
+    """The JSON header and pixels of one binary UINT8 image request for the serving model."""
     shape = list(engine.current.model.image_spec.shape[1:])
     raw = bytes(math.prod(shape))
     header = json.dumps({"inputs": [{"name": "image", "shape": shape, "datatype": "UINT8",
                                      "parameters": {"binary_data_size": len(raw)}}],
                          "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    return header, raw
+
+
+def calibrate_handling(engine: InferenceEngine, host: str, port: int, n: int = CALIBRATION_REQUESTS) -> None:
+    """Time the server's own handling with ``n`` real requests to itself (binary UINT8, as clients send)."""
+    header, raw = _binary_request_body(engine)
     target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
     request = request_bytes("POST", f"/v2/models/{engine.model_name}/infer", f"{target}:{port}", header + raw,
                             {"Inference-Header-Content-Length": str(len(header))})
@@ -423,6 +432,10 @@ def serve(engine: InferenceEngine, host: str = "127.0.0.1", port: int = 8000, *,
     processed and answered (up to ``drain_s``); stop the worker; flush and close the decision
     log last; release the IREE objects before the interpreter exits.
     """
+    smallest = sum(map(len, _binary_request_body(engine)))
+    if max_body_bytes < smallest:
+        raise ValueError(f"max_body_bytes {max_body_bytes} is below the size of one binary image request for "
+                         f"this model ({smallest} bytes)")
     server = EdgeskipHTTPServer((host, port), engine, max_body_bytes, max_connections=max_connections,
                                 idle_timeout_s=idle_timeout_s)
     stop = threading.Event()

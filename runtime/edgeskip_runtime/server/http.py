@@ -45,6 +45,7 @@ from edgeskip_runtime.policies import PolicyError
 from edgeskip_runtime.server.engine import Dropped, InferenceEngine, Result
 from edgeskip_runtime.server.http11 import (
     Connection,
+    HTTPError,
     Message,
     ProtocolError,
     request_bytes,
@@ -222,7 +223,7 @@ class Handler(socketserver.BaseRequestHandler):
             else:
                 close = True
                 raise ProtocolError(501, f"method {method[:20]!r} is not supported; use GET or POST")
-        except (OIPError, ProtocolError) as e:
+        except HTTPError as e:
             if infer:
                 engine.reject(e.message)
             close = close or isinstance(e, ProtocolError) or e.status == 413  # framing unknown, or body unread

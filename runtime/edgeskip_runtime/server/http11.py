@@ -37,13 +37,17 @@ REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405
            503: "Service Unavailable", 505: "HTTP Version Not Supported"}
 
 
-class ProtocolError(Exception):
-    """The peer broke the protocol; ``status`` is what a server answers (after which it closes)."""
+class HTTPError(Exception):
+    """A request the server answers with ``status`` and ``message`` instead of serving it."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class ProtocolError(HTTPError):
+    """The peer broke HTTP itself (framing, head): the server answers, then closes the connection."""
 
 
 @dataclass

@@ -25,16 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from edgeskip_runtime.server.http11 import HTTPError
+
 DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "UINT8": np.dtype("u1")}
 MAX_PRIORITY = 9
 MAX_BATCH = 64
 
 
-class OIPError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class OIPError(HTTPError):
+    """A well-framed request whose content the protocol refuses (400, 404, 413): the connection stays open."""
 
 
 @dataclass

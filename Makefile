@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeskip-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint bench dataset venv clean aarch64-runtime sshd
+.PHONY: demo test lint bench dataset venv clean aarch64-runtime armhf-runtime sshd
 
 venv: $(STAMP)
 
@@ -51,13 +51,18 @@ sshd:
 aarch64-runtime: $(STAMP)
 	@sh tests/tools/install_aarch64_runtime.sh $(PY)
 
+# A stock armhf iree-run-module built from ../shared/vendor with Debian's cross compiler (root installs
+# it), for the test that runs an odroid-xu4 bundle under qemu-arm. Cached in .cache/iree-armhf.
+armhf-runtime: $(STAMP)
+	@sh tests/tools/build_armhf_runtime.sh $(PY)
+
 demo: $(STAMP) dataset
 	$(VENV)/bin/edgeskip demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: $(STAMP) dataset aarch64-runtime sshd lint
+test: $(STAMP) dataset aarch64-runtime armhf-runtime sshd lint
 	$(PY) -m pytest
 
 bench: $(STAMP) dataset

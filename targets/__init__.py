@@ -11,9 +11,12 @@ is a new file and nothing else. This package needs no torch: the board runtime r
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeskip.registry import Registry
+
+BITCODE_DIR = Path(__file__).resolve().parent / "bitcode"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class Target:
     # before them (dispatch names, the bundle's file name) push them: the same gated ResNet-20
     # compiled under four file names spread 4.5 % in latency on the x86 host, 1.5 % aligned.
     cache_line_bytes: int = 64
+    # LLVM bitcode files (in targets/bitcode/) linked into every executable, for definitions the
+    # board's code needs and IREE's embedded-ELF loader cannot import (see odroid_xu4.py).
+    link_bitcode: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.float_abi not in (None, "hard", "soft"):
@@ -65,6 +71,9 @@ class Target:
                              f"got {self.cache_line_bytes}")
         if not self.serving_cores:
             object.__setattr__(self, "serving_cores", self.big_cores)
+        for name in self.link_bitcode:
+            if not (BITCODE_DIR / name).is_file():
+                raise ValueError(f"target {self.name}: link_bitcode {name!r} is not in {BITCODE_DIR}")
 
     def iree_flags(self) -> list[str]:
         """The llvm-cpu flags that select this board's code generation."""
@@ -79,11 +88,13 @@ class Target:
             flags.append(f"--iree-llvmcpu-target-cpu-features={','.join(self.features)}")
         if self.float_abi:  # the armv7 default is softfp; the board's libc is hard-float
             flags.append(f"--iree-llvmcpu-target-float-abi={self.float_abi}")
+        if self.link_bitcode:
+            flags.append(f"--iree-link-bitcode={','.join(str(BITCODE_DIR / n) for n in self.link_bitcode)}")
         return flags + list(self.extra_flags)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("features", "big_cores", "little_cores", "serving_cores", "extra_flags"):
+        for key in ("features", "big_cores", "little_cores", "serving_cores", "extra_flags", "link_bitcode"):
             d[key] = list(d[key])
         return d
 

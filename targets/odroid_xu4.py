@@ -2,6 +2,12 @@
 
 The paper's board (Korol et al., Sec. II-A.2 and III). 32-bit ARM with a hard-float userland
 (armhf); the IREE llvm-cpu default float ABI is softfp, so it is set explicitly.
+
+``link_bitcode`` defines the ARM EHABI personality routine ``__aeabi_unwind_cpp_pr0`` inside
+every executable. Without it each armv7 executable from iree-base-compiler 3.13 imports that
+symbol (its unwind table references it), IREE's embedded-ELF loader accepts no imports, and a
+stock runtime refuses the bundle (docs/iree-armv7-unwind-import.md). The compile step checks
+that no executable imports anything and records it in the manifest.
 """
 
 from targets import CorePower, PowerFigures, Target, register_target
@@ -17,6 +23,7 @@ register_target(Target(
     big_cores=(4, 5, 6, 7),  # Linux numbers the A7 cluster first on the Exynos 5422
     little_cores=(0, 1, 2, 3),
     serving_cores=(4, 5, 6, 7),
+    link_bitcode=("arm_eabi_unwind_personality.bc",),
     power=PowerFigures(
         board_idle_w=2.5,
         cores={"big": CorePower(idle_w=0.05, busy_w=1.3), "little": CorePower(idle_w=0.01, busy_w=0.15)},

@@ -130,6 +130,76 @@ def test_rpi4_bundle_runs_under_qemu_and_matches_host(bundles, synthetic_checkpo
         assert np.abs(got - expected).max() <= 1e-4, f"cfg {mask}"
 
 
+def _armhf_runner() -> tuple[str, Path]:
+    qemu = shutil.which("qemu-arm-static")
+    tool = Path(os.environ.get("EDGESKIP_ARMHF_DIR", ROOT / ".cache/iree-armhf")) / "bin/iree-run-module"
+    if not qemu or not tool.is_file():
+        subprocess.run(["sh", str(ROOT / "tests/tools/build_armhf_runtime.sh"), sys.executable],
+                       cwd=ROOT, capture_output=True, text=True)
+        qemu = shutil.which("qemu-arm-static")
+    if not qemu or not tool.is_file() or not Path("/usr/arm-linux-gnueabihf/lib").is_dir():
+        pytest.skip("armv7 emulation unavailable: needs qemu-user-static, Debian's armhf cross toolchain "
+                    "(gcc-arm-linux-gnueabihf g++-arm-linux-gnueabihf libc6-dev-armhf-cross, root to install) and "
+                    "the vendored IREE source in ../shared/vendor: run `make armhf-runtime`")
+    return qemu, tool
+
+
+def run_armhf(vmfb: Path, x: np.ndarray, cfg: np.ndarray, tmp: Path) -> np.ndarray:
+    """One call of ``vmfb`` by the stock armhf ``iree-run-module`` under qemu-arm."""
+    qemu, tool = _armhf_runner()
+    np.save(tmp / "x.npy", x)
+    np.save(tmp / "cfg.npy", cfg)
+    proc = subprocess.run([qemu, "-L", "/usr/arm-linux-gnueabihf", str(tool), "--device=local-sync",
+                           f"--module={vmfb}", "--function=main_graph", f"--input=@{tmp / 'x.npy'}",
+                           f"--input=@{tmp / 'cfg.npy'}", f"--output=@{tmp / 'out.npy'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return np.load(tmp / "out.npy")
+
+
+# On the Pareto front of conftest's pareto file, and off it (the gated path).
+ARMV7_MASKS = [[1] * 6, [1, 1, 1, 1, 1, 0], [0] * 6, [1, 0, 0, 1, 1, 0], [0, 1, 0, 1, 0, 1]]
+
+
+def test_odroid_bundle_runs_on_a_stock_armhf_runtime_and_matches_host(bundles, synthetic_checkpoint: Path,
+                                                                      tmp_path: Path) -> None:
+    """The XU4 bundle on IREE's own runtime, built for armhf from the vendored source with no change."""
+    _armhf_runner()
+    xu4, host = bundles("odroid-xu4"), bundles("host")
+    host_fn = _iree_function(host.path / "model.vmfb", "local-sync")
+    x = _image(load_checkpoint(synthetic_checkpoint).input_shape, seed=4)
+    outputs = set()
+    for mask in ARMV7_MASKS:
+        cfg = np.array(mask, dtype=np.int64)
+        got, expected = run_armhf(xu4.path / "model.vmfb", x, cfg, tmp_path), np.asarray(host_fn(x, cfg))
+        assert np.abs(got - expected).max() <= 1e-4, f"cfg {mask}: {np.abs(got - expected).max()}"
+        outputs.add(np.round(got, 4).tobytes())
+    assert len(outputs) == len(ARMV7_MASKS), "cfg did not change the armv7 module's output"
+
+
+@pytest.mark.parametrize("target", ["host", "odroid-xu4", "rpi4"])
+def test_no_executable_imports_a_symbol_and_the_manifest_says_so(bundles, target: str) -> None:
+    bundle = bundles(target)
+    assert all(e["undefined_symbols"] == [] for e in bundle.manifest["executables"])
+    assert all(e["undefined_symbols"] == [] for e in embedded_elfs((bundle.path / "model.vmfb").read_bytes()))
+
+
+def test_compile_refuses_an_armv7_bundle_that_would_import_the_unwind_personality(gated_onnx: Path,
+                                                                                   pareto_file: Path,
+                                                                                   tmp_path: Path) -> None:
+    """Without the target's link_bitcode, IREE 3.13's armv7 code imports __aeabi_unwind_cpp_pr0: refused,
+    and nothing is written."""
+    import dataclasses
+
+    from edgeskip.compile.bundle import build_bundle
+    from edgeskip.compile.errors import CompileError
+
+    bare = dataclasses.replace(get_target("odroid-xu4"), name="xu4-without-personality", link_bitcode=())
+    with pytest.raises(CompileError, match=r"imports \['__aeabi_unwind_cpp_pr0'\].*stock runtime would refuse"):
+        build_bundle(gated_onnx, bare, pareto_file, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists() and not list(tmp_path.glob(".bundle.*"))
+
+
 def test_odroid_bundle_is_armv7_hard_float_neon(bundles) -> None:
     bundle = bundles("odroid-xu4")
     elfs = embedded_elfs((bundle.path / "model.vmfb").read_bytes())  # parsed from the vmfb itself
@@ -159,6 +229,10 @@ def test_elf_parser_agrees_with_readelf(bundles, tmp_path: Path) -> None:
     attrs = subprocess.run([readelf, "-A", "-h", str(elf)], capture_output=True, text=True).stdout
     assert "ELF32" in attrs and "hard-float ABI" in attrs
     assert '"cortex-a15"' in attrs and "VFPv4" in attrs and "NEON" in attrs
+    dynsyms = subprocess.run([readelf, "--dyn-syms", "-W", str(elf)], capture_output=True, text=True).stdout
+    undefined = sorted(line.split()[-1] for line in dynsyms.splitlines()
+                       if line.split()[-2:-1] == ["UND"] and len(line.split()) == 8)
+    assert undefined == embedded_elfs(data)[0]["undefined_symbols"] == []
 
 
 def _compile(*args: str):

@@ -3,7 +3,8 @@
 Used to check that a bundle's code is for its board (Korol et al., Sec. II-A.2: compiled for the
 Odroid XU4): machine, 32/64-bit class, and on 32-bit ARM the float ABI from the header flags and
 the build attributes of ``.ARM.attributes`` (CPU name, FP architecture, NEON), what
-``readelf -h`` / ``readelf -A`` print.
+``readelf -h`` / ``readelf -A`` print; and the undefined dynamic symbols (``readelf --dyn-syms``),
+which IREE's loader refuses.
 """
 
 from __future__ import annotations
@@ -102,16 +103,18 @@ def read_elf_bytes(data: bytes, path: str) -> dict[str, Any]:
         e_flags, = struct.unpack_from(endian + "I", data, 48)
         shoff, = struct.unpack_from(endian + "Q", data, 40)
         shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, 58)
-    sections = []
+    sections, types, links = [], [], []
     for n in range(shnum):
         off = shoff + n * shentsize
         if bits == 32:
-            name, _type, _flags, _addr, offset, size, _link, _info, align = struct.unpack_from(endian + "IIIIIIIII",
-                                                                                                data, off)
+            name, stype, _flags, _addr, offset, size, link, _info, align = struct.unpack_from(endian + "IIIIIIIII",
+                                                                                               data, off)
         else:
-            name, _type, _flags, _addr, offset, size, _link, _info, align = struct.unpack_from(endian + "IIQQQQIIQ",
-                                                                                                data, off)
+            name, stype, _flags, _addr, offset, size, link, _info, align = struct.unpack_from(endian + "IIQQQQIIQ",
+                                                                                               data, off)
         sections.append((name, offset, size, align))
+        types.append(stype)
+        links.append(link)
     names_off = sections[shstrndx][1] if shnum else 0
     info: dict[str, Any] = {"file": path, "class": f"ELF{bits}",
                             "machine": MACHINES.get(e_machine, str(e_machine)),
@@ -119,6 +122,7 @@ def read_elf_bytes(data: bytes, path: str) -> dict[str, Any]:
     # The code section's alignment: the largest function alignment in it (targets' cache_line_bytes).
     info["text_alignment"] = next((a for name, _o, _s, a in sections if _cstr(data, names_off + name)[0] == ".text"),
                                   None)
+    info["undefined_symbols"] = _undefined_dynamic_symbols(data, sections, types, links, bits, endian)
     if e_machine == 40:
         info["eabi_version"] = e_flags >> 24
         info["float_abi"] = ("hard" if e_flags & EF_ARM_ABI_FLOAT_HARD else
@@ -135,6 +139,31 @@ def read_elf_bytes(data: bytes, path: str) -> dict[str, Any]:
     return info
 
 
+SHT_DYNSYM = 11
+
+
+def _undefined_dynamic_symbols(data: bytes, sections: list[tuple[int, int, int, int]], types: list[int],
+                               links: list[int], bits: int, endian: str) -> list[str]:
+    """Names in ``.dynsym`` with no section (``SHN_UNDEF``): what the executable imports. IREE's
+    embedded-ELF loader resolves no imports, so a module with any is refused at load time."""
+    out = []
+    for k, stype in enumerate(types):
+        if stype != SHT_DYNSYM:
+            continue
+        _name, offset, size, _align = sections[k]
+        strtab = sections[links[k]][1]
+        entry = 16 if bits == 32 else 24
+        for i in range(1, size // entry):  # entry 0 is the null symbol
+            base = offset + i * entry
+            if bits == 32:
+                st_name, _value, _size, _info, _other, shndx = struct.unpack_from(endian + "IIIBBH", data, base)
+            else:
+                st_name, _info, _other, shndx, _value, _size = struct.unpack_from(endian + "IBBHQQ", data, base)
+            if shndx == 0 and st_name:
+                out.append(_cstr(data, strtab + st_name)[0])
+    return sorted(out)
+
+
 def describe_executables(dump_dir: Path, target: Target) -> list[dict[str, Any]]:
     """Facts of each dumped executable; raise if one is not for the target's machine or float ABI."""
     files = sorted(p for p in Path(dump_dir).glob("*") if p.is_file() and p.read_bytes()[:4] == b"\x7fELF")
@@ -149,4 +178,9 @@ def describe_executables(dump_dir: Path, target: Target) -> list[dict[str, Any]]
         if target.float_abi and f.get("float_abi") not in (None, target.float_abi):
             raise CompileError(f"target {target.name} wants the {target.float_abi}-float ABI, "
                                f"IREE produced {f['float_abi']}-float code ({f['file']})")
+        if f["undefined_symbols"]:
+            raise CompileError(
+                f"executable {f['file']} for {target.name} imports {f['undefined_symbols']}; IREE's embedded-ELF "
+                f"loader resolves no imports, so a stock runtime would refuse this bundle. Define them in the "
+                f"target's link_bitcode (see targets/odroid_xu4.py and docs/iree-armv7-unwind-import.md)")
     return facts

@@ -132,3 +132,17 @@ def test_profile_measures_rewrites_and_stays_verifiable(host_copy: Path) -> None
             assert not (b["val_accuracy"] > a["val_accuracy"] and b["latency_ms"] < a["latency_ms"])
     Bundle.open(host_copy)  # the manifest checksum follows the rewritten pareto.json
     assert not (host_copy.parent / "bundle.previous").exists()
+
+
+@pytest.mark.parametrize(("family", "requested", "expected", "says"),
+                         [("armv7", "local-task", "local-sync", "does not build for 32-bit ARM"),
+                          ("armv7", None, "local-sync", None), ("armv7", "local-sync", "local-sync", None),
+                          ("aarch64", "local-task", "local-task", None), ("x86_64", None, "local-sync", None)])
+def test_driver_choice_knows_local_task_is_missing_on_32_bit_arm(family: str, requested: str | None,
+                                                                 expected: str, says: str | None) -> None:
+    from edgeskip_runtime.arch import choose_driver, drivers_for
+
+    driver, why = choose_driver(requested, family)
+    assert driver == expected and (why is None if says is None else says in why)
+    assert driver in drivers_for(family)
+    assert ("local-task" in drivers_for(family)) is (family != "armv7")

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeskip_runtime.arch import arch_family
+from edgeskip_runtime.arch import UNAVAILABLE_DRIVERS, arch_family, drivers_for
 
 from edgeskip.deploy.ssh import SSHRunner, q
 
@@ -118,7 +118,7 @@ class BoardFacts:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         clusters = self.clusters()
-        d.update(arch=self.arch, cpufreq=self.has_cpufreq,
+        d.update(arch=self.arch, cpufreq=self.has_cpufreq, iree_drivers=drivers_for(self.arch),
                  big_cores=clusters[0] if clusters else None, little_cores=clusters[1] if clusters else None,
                  target=self.target.name if self.target else None)
         return d
@@ -234,6 +234,9 @@ def describe(facts: BoardFacts) -> str:
                 rows.append((f"{label} cores" if clusters[1] else "cores",
                              f"{len(idx)} ({_ranges(idx)}) at {'/'.join(map(str, mhz))} MHz max"
                              + (f", {', '.join(parts)}" if parts else "")))
+    missing = UNAVAILABLE_DRIVERS.get(facts.arch, {})
+    rows.append(("iree drivers", ", ".join(drivers_for(facts.arch))
+                 + "".join(f" ({d} unavailable: {why})" for d, why in missing.items())))
     rows.append(("python", f"{facts.python_version} ({facts.python_path})" if facts.python_version
                  else "not found (python3 is needed to run edgeskip-runtime)"))
     for name, version in facts.packages.items():

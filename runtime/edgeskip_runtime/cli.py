@@ -17,6 +17,20 @@ from edgeskip_runtime.bundle import Bundle, BundleError
 from edgeskip_runtime.pareto import ParetoFileError
 
 
+def _driver(requested: str | None) -> str:
+    """The IREE driver for this machine; says so on stderr when it is not the one asked for."""
+    from edgeskip_runtime.arch import choose_driver
+
+    driver, why = choose_driver(requested)
+    if why:
+        print(why, file=sys.stderr, flush=True)
+    return driver
+
+
+DRIVER_HELP = ("IREE CPU driver (default local-sync; local-task does not exist on 32-bit ARM, where local-sync is "
+               "used instead)")
+
+
 def _info(args: argparse.Namespace) -> None:
     b = Bundle.open(args.bundle)
     print(json.dumps({"target": b.target_name, "arch": b.arch, "function": b.function,
@@ -27,7 +41,7 @@ def _info(args: argparse.Namespace) -> None:
 def _profile(args: argparse.Namespace) -> None:
     from edgeskip_runtime.profile import profile_bundle
 
-    doc = profile_bundle(args.bundle, driver=args.driver, pin=not args.no_pin, repeats=args.repeats,
+    doc = profile_bundle(args.bundle, driver=_driver(args.driver), pin=not args.no_pin, repeats=args.repeats,
                          warmup=args.warmup)
     for c in doc["configs"]:
         print(f"skip {c['n_skipped']:3d}: {c['latency_ms']:8.3f} ms  val {c['val_accuracy']:.4f}")
@@ -47,7 +61,7 @@ def _serve(args: argparse.Namespace) -> None:
                               target_utilization=args.target_utilization, dwell_s=args.dwell_s,
                               default_budget_ms=args.default_budget_ms, tier_max_skipped=tiers)
     log = DecisionLog(args.decision_log, max_bytes=args.log_max_bytes, backups=args.log_backups)
-    engine = InferenceEngine(args.bundle, policy=args.policy, settings=settings, driver=args.driver,
+    engine = InferenceEngine(args.bundle, policy=args.policy, settings=settings, driver=_driver(args.driver),
                              pin=not args.no_pin, max_queue=args.max_queue, decision_log=log, sla_ms=args.sla_ms)
     serve(engine, args.host, args.port, max_body_bytes=args.max_body_bytes, max_connections=args.max_connections,
           idle_timeout_s=args.idle_timeout_s, drain_s=args.drain_s)
@@ -82,7 +96,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="priority: requests of at least PRIORITY skip at most MAX_SKIPPED blocks (repeatable)")
     p.add_argument("--max-queue", type=int, default=0, help="queue up to N requests instead of dropping (default 0)")
     p.add_argument("--sla-ms", type=float, default=None, help="count processed requests slower than this")
-    p.add_argument("--driver", choices=["local-sync", "local-task"], default="local-sync")
+    p.add_argument("--driver", choices=["local-sync", "local-task"], default=None, help=DRIVER_HELP)
     p.add_argument("--no-pin", action="store_true", help="do not pin the worker to the target's serving cores")
     p.add_argument("--decision-log", default=None, help="JSON-lines file of every decision (rotated)")
     p.add_argument("--log-max-bytes", type=int, default=10 << 20)
@@ -105,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     info.set_defaults(run=_info)
     prof = sub.add_parser("profile", help="time every configuration of a bundle on this machine")
     prof.add_argument("bundle")
-    prof.add_argument("--driver", choices=["local-sync", "local-task"], default="local-sync")
+    prof.add_argument("--driver", choices=["local-sync", "local-task"], default=None, help=DRIVER_HELP)
     prof.add_argument("--repeats", type=int, default=100)
     prof.add_argument("--warmup", type=int, default=10)
     prof.add_argument("--no-pin", action="store_true")

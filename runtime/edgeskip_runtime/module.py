@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeskip_runtime.arch import DRIVERS
 from edgeskip_runtime.bundle import Bundle, BundleError
 from edgeskip_runtime.pinning import pin_current_thread, task_topology_flags
 
-DRIVERS = ("local-sync", "local-task")
 # "caching" keeps freed device buffers for reuse: every taken gate branch allocates its result and
 # scratch afresh, and without a cache each call paid page faults for them (ResNet-20, local-sync:
 # gated 1.01 -> 0.84 ms per call with iree-benchmark-module, the plain model unchanged).

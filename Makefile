@@ -50,6 +50,7 @@ sshd:
 # test that runs an rpi4 bundle under emulation. Idempotent; without root it says what to install.
 aarch64-runtime: $(STAMP)
 	@sh tests/tools/install_aarch64_runtime.sh $(PY)
+	@sh tests/tools/install_aarch64_python.sh $(PY)
 
 # A stock armhf iree-run-module built from ../shared/vendor with Debian's cross compiler (root installs
 # it), for the test that runs an odroid-xu4 bundle under qemu-arm. Cached in .cache/iree-armhf.

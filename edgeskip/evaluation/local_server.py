@@ -5,18 +5,23 @@ server's first line of output.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 
 class LocalServer:
-    def __init__(self, bundle: str | Path, *args: str, host: str = "127.0.0.1") -> None:
-        cmd = [sys.executable, "-m", "edgeskip_runtime.cli", "serve", str(bundle), "--host", host, "--port", "0",
-               *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def __init__(self, bundle: str | Path, *args: str, host: str = "127.0.0.1",
+                 python: Sequence[str] = (sys.executable,), env: dict[str, str] | None = None) -> None:
+        """``python``: the interpreter command (e.g. an emulated board's: qemu, its sysroot, its python);
+        ``env``: variables added to this process's environment (e.g. its PYTHONPATH)."""
+        cmd = [*python, "-m", "edgeskip_runtime.cli", "serve", str(bundle), "--host", host, "--port", "0", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, **env} if env else None)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         started = re.match(r"edgeskip serving (\S+) on http://\S+:(\d+) \((.*)\)$", line.strip())

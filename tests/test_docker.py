@@ -76,3 +76,21 @@ def test_every_copied_file_exists(recipe: Path) -> None:
         sources = [a for a in args if not a.startswith("--")][:-1]
         for src in sources:
             assert (ROOT / src).exists(), f"{recipe.name}: COPY {src} does not exist in the repository"
+
+
+def _cmake_options(text: str) -> set[str]:
+    return set(re.findall(r"-D(IREE_[A-Z_]+=[A-Z]+)", text))
+
+
+def test_armhf_recipe_builds_what_the_tests_prove() -> None:
+    """The XU4 image's IREE build uses every option of the armhf runtime that make test builds and runs."""
+    recipe = (DOCKER / "runtime-armhf.Dockerfile").read_text()
+    # The image adds the Python bindings (the server needs them); everything else is the tested build.
+    proven = _cmake_options((ROOT / "tests/tools/build_armhf_runtime.sh").read_text()) - {
+        "IREE_BUILD_PYTHON_BINDINGS=OFF"}
+    assert "IREE_HAL_DRIVER_LOCAL_TASK=OFF" in proven and "IREE_HAL_DRIVER_LOCAL_SYNC=ON" in proven
+    assert proven <= _cmake_options(recipe), sorted(proven - _cmake_options(recipe))
+    assert "IREE_HAL_DRIVER_LOCAL_TASK=ON" not in recipe
+    assert "-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard" in recipe
+    vendored = re.findall(r"iree-runtime-src-(\w+)\.tar\.gz", recipe)
+    assert vendored and all(v == "b48a5955" for v in vendored)

@@ -34,7 +34,11 @@ if [ "$(id -u)" = 0 ]; then
 	for p in $PKGS; do
 		(cd "$TMP/debs" && apt-get download -q "$p:arm64" >/dev/null 2>&1) || {
 			apt-get update -q >/dev/null 2>&1 || true
-			(cd "$TMP/debs" && apt-get download -q "$p:arm64" >/dev/null)
+			(cd "$TMP/debs" && apt-get download -q "$p:arm64" >/dev/null 2>&1)
+		} || {
+			# a mirror that is out of reach or out of sync: the emulated-board test is skipped, not failed
+			echo "aarch64 python: could not download $p:arm64 from Debian; the rpi4 server test will be skipped"
+			exit 0
 		}
 	done
 else
@@ -47,7 +51,10 @@ done
 echo "aarch64 python: fetching numpy, iree-base-runtime==$IREE_VERSION, ml_dtypes (aarch64 wheels) from PyPI"
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux2014_aarch64 \
 	--platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 --python-version 3.11 --dest "$TMP/wheels" \
-	"numpy>=1.26,<2.3" "iree-base-runtime==$IREE_VERSION" ml_dtypes
+	"numpy>=1.26,<2.3" "iree-base-runtime==$IREE_VERSION" ml_dtypes || {
+	echo "aarch64 python: could not download the aarch64 wheels from PyPI; the rpi4 server test will be skipped"
+	exit 0
+}
 for wheel in "$TMP"/wheels/*.whl; do
 	"$PY" -m zipfile -e "$wheel" "$TMP/site"
 done

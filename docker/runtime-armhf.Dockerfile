@@ -10,19 +10,23 @@
 #   docker buildx build --platform linux/arm/v7 --build-context vendor=../shared/vendor \
 #       -f docker/runtime-armhf.Dockerfile -t edgeskip-runtime:armhf .
 #
-# Proven here (cross-compiled with Debian bookworm's arm-linux-gnueabihf GCC 12, run under qemu-arm):
-# the C runtime and iree-run-module with these options run edgeskip's odroid-xu4 bundles and match the
-# host bundle. Not proven here: the Python bindings (IREE_BUILD_PYTHON_BINDINGS=ON) and ml_dtypes, which
-# this image also builds; see docker/README.md.
+# Proven here (cross-compiled with Debian bookworm's arm-linux-gnueabihf GCC 12, run under qemu-arm): the
+# C runtime and iree-run-module with these options run edgeskip's odroid-xu4 bundles and match the host
+# bundle, and the Python bindings with the same options (plus the 32-bit patch applied below) and
+# ml_dtypes 0.5.4 serve a bundle with `edgeskip-runtime serve` (tests/test_board_runtime.py). This image
+# builds natively instead of cross, with PyPI's numpy built from source (no armv7 wheel; slow).
 
 FROM arm32v7/python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1
 RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ ninja-build \
     && rm -rf /var/lib/apt/lists/*
 # IREE needs cmake >= 3.26 (bookworm has 3.25); ml_dtypes (imported by iree.runtime) has no armv7 wheel.
-RUN pip install "cmake>=3.26,<4" numpy "nanobind>=2" PyYAML ml_dtypes
+RUN pip install "cmake>=3.26,<4" numpy "nanobind==2.9.0" PyYAML "ml_dtypes==0.5.4"
 COPY --from=vendor iree-runtime-src-b48a5955.tar.gz /tmp/
-RUN mkdir /src && tar xzf /tmp/iree-runtime-src-b48a5955.tar.gz -C /src
+COPY tests/tools/patches/iree-python-bindings-32bit-dlpack.patch /tmp/
+RUN mkdir /src && tar xzf /tmp/iree-runtime-src-b48a5955.tar.gz -C /src \
+    && apt-get update && apt-get install -y --no-install-recommends patch && rm -rf /var/lib/apt/lists/* \
+    && patch -d /src/iree-runtime-src -p1 < /tmp/iree-python-bindings-32bit-dlpack.patch
 ENV CFLAGS="-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard" CXXFLAGS="-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard"
 RUN cmake -G Ninja -S /src/iree-runtime-src -B /iree-build \
         -DCMAKE_BUILD_TYPE=Release \
@@ -33,6 +37,7 @@ RUN cmake -G Ninja -S /src/iree-runtime-src -B /iree-build \
         -DIREE_HAL_EXECUTABLE_LOADER_DEFAULTS=OFF -DIREE_HAL_EXECUTABLE_LOADER_EMBEDDED_ELF=ON \
         -DIREE_HAL_EXECUTABLE_PLUGIN_DEFAULTS=OFF \
         -DIREE_BUILD_PYTHON_BINDINGS=ON -DPython3_EXECUTABLE="$(command -v python3)" \
+        -DIREE_USE_SYSTEM_DEPS=ON -DIREE_ENABLE_CPUINFO=OFF -Dnanobind_DIR="$(python3 -m nanobind --cmake_dir)" \
     && cmake --build /iree-build \
     && cmake --install /iree-build --component IreePythonPackage-runtime --prefix /iree-install
 # Install the built package with the metadata of the wheel it replaces, so `pip show iree-base-runtime`

@@ -6,7 +6,7 @@ The paper's board (Korol et al., Sec. II-A.2 and III). 32-bit ARM with a hard-fl
 ``link_bitcode`` defines the ARM EHABI personality routine ``__aeabi_unwind_cpp_pr0`` inside
 every executable. Without it each armv7 executable from iree-base-compiler 3.13 imports that
 symbol (its unwind table references it), IREE's embedded-ELF loader accepts no imports, and a
-stock runtime refuses the bundle (docs/iree-armv7-unwind-import.md). The compile step checks
+stock runtime refuses the bundle (docs/iree-32bit-arm-bugs.md). The compile step checks
 that no executable imports anything and records it in the manifest.
 """
 

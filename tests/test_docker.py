@@ -94,3 +94,8 @@ def test_armhf_recipe_builds_what_the_tests_prove() -> None:
     assert "-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard" in recipe
     vendored = re.findall(r"iree-runtime-src-(\w+)\.tar\.gz", recipe)
     assert vendored and all(v == "b48a5955" for v in vendored)
+    # the same 32-bit patch and the same ml_dtypes as the board Python the tests run
+    build = (ROOT / "tests/tools/build_armhf_runtime.sh").read_text()
+    assert "iree-python-bindings-32bit-dlpack.patch" in recipe and "iree-python-bindings-32bit-dlpack.patch" in build
+    ml_dtypes = re.search(r"ML_DTYPES=([\d.]+)", build)
+    assert ml_dtypes and f"ml_dtypes=={ml_dtypes.group(1)}" in recipe

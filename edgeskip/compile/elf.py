@@ -182,5 +182,5 @@ def describe_executables(dump_dir: Path, target: Target) -> list[dict[str, Any]]
             raise CompileError(
                 f"executable {f['file']} for {target.name} imports {f['undefined_symbols']}; IREE's embedded-ELF "
                 f"loader resolves no imports, so a stock runtime would refuse this bundle. Define them in the "
-                f"target's link_bitcode (see targets/odroid_xu4.py and docs/iree-armv7-unwind-import.md)")
+                f"target's link_bitcode (see targets/odroid_xu4.py and docs/iree-32bit-arm-bugs.md)")
     return facts

@@ -23,11 +23,16 @@ class LocalServer:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, **env} if env else None)
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        started = re.match(r"edgeskip serving (\S+) on http://\S+:(\d+) \((.*)\)$", line.strip())
+        self.preamble = ""  # what the server printed before it started serving (e.g. a driver fallback)
+        while True:
+            line = self.proc.stdout.readline()
+            started = re.match(r"edgeskip serving (\S+) on http://\S+:(\d+) \((.*)\)$", line.strip())
+            if started is not None or not line or line.startswith(("error", "Traceback")) or "stopped" in line:
+                break
+            self.preamble += line
         if started is None:
             self.proc.kill()
-            raise RuntimeError(f"the server did not start: {line}{self.proc.stdout.read()}")
+            raise RuntimeError(f"the server did not start: {self.preamble}{line}{self.proc.stdout.read()}")
         self.model, self.port, self.summary = started.group(1), int(started.group(2)), started.group(3)
         self.url = f"http://{host}:{self.port}"
 

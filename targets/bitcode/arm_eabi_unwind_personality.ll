@@ -1,5 +1,5 @@
 ; A definition of the ARM EHABI personality routine __aeabi_unwind_cpp_pr0, linked into every
-; armv7 executable (targets/__init__.py, Target.link_bitcode; why: docs/iree-armv7-unwind-import.md).
+; armv7 executable (targets/__init__.py, Target.link_bitcode; why: docs/iree-32bit-arm-bugs.md).
 ;
 ; LLVM's ARM backend writes an .ARM.exidx unwind entry for each dispatch function that is not
 ; `nounwind`, and with it a reference to this routine. IREE 3.13's embedded linker leaves the

@@ -52,8 +52,9 @@ aarch64-runtime: $(STAMP)
 	@sh tests/tools/install_aarch64_runtime.sh $(PY)
 	@sh tests/tools/install_aarch64_python.sh $(PY)
 
-# A stock armhf iree-run-module built from ../shared/vendor with Debian's cross compiler (root installs
-# it), for the test that runs an odroid-xu4 bundle under qemu-arm. Cached in .cache/iree-armhf.
+# The XU4's runtime from ../shared/vendor with Debian's cross compiler (root installs it): a stock armhf
+# iree-run-module, and the board Python (Debian's armhf python3.11 and numpy, IREE's Python bindings,
+# ml_dtypes), for the tests that run an odroid-xu4 bundle and its server under qemu-arm. Cached in .cache/.
 armhf-runtime: $(STAMP)
 	@sh tests/tools/build_armhf_runtime.sh $(PY)
 

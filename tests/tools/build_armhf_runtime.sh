@@ -67,24 +67,8 @@ SYSROOT=$WORK/sysroot
 # The board Python's sysroot: Debian's armhf packages, unpacked. Any failure here (no root, a mirror out
 # of reach) skips the Python half with a message; the stock iree-run-module is built regardless.
 python_sysroot() {
-	if [ "$(id -u)" != 0 ]; then
-		echo "armhf python: needs root once (dpkg --add-architecture armhf; apt-get download); skipped"
-		return 1
-	fi
-	if ! dpkg --print-foreign-architectures | grep -qx armhf; then
-		dpkg --add-architecture armhf
-		apt-get update -q >/dev/null 2>&1 || true  # a mirror in sync for another architecture is not fatal
-	fi
-	mkdir -p "$WORK/debs" "$SYSROOT"
-	for p in $DEBS; do
-		(cd "$WORK/debs" && apt-get download -q "$p:armhf" >/dev/null 2>&1) || {
-			apt-get update -q >/dev/null 2>&1 || true
-			(cd "$WORK/debs" && apt-get download -q "$p:armhf" >/dev/null 2>&1)
-		} || { echo "armhf python: could not download $p:armhf from Debian; skipped"; return 1; }
-	done
-	for deb in "$WORK"/debs/*.deb; do
-		dpkg -x "$deb" "$SYSROOT"
-	done
+	# shellcheck disable=SC2086
+	sh tests/tools/unpack_debian_packages.sh armhf "$SYSROOT" $DEBS || { echo "armhf python: skipped"; return 1; }
 	# What the packages' alternatives would have linked (dpkg -x runs no maintainer scripts).
 	ln -sf blas/libblas.so.3 "$SYSROOT/usr/lib/arm-linux-gnueabihf/libblas.so.3"
 	ln -sf lapack/liblapack.so.3 "$SYSROOT/usr/lib/arm-linux-gnueabihf/liblapack.so.3"

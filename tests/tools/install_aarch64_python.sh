@@ -24,30 +24,13 @@ if ! command -v qemu-aarch64-static >/dev/null 2>&1; then
 fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-mkdir -p "$TMP/sysroot" "$TMP/site" "$TMP/debs"
-if [ "$(id -u)" = 0 ]; then
-	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-		dpkg --add-architecture arm64
-		apt-get update -q >/dev/null 2>&1 || true  # a mirror in sync for another architecture is not fatal
-	fi
-	echo "aarch64 python: downloading Debian's arm64 python3.11"
-	for p in $PKGS; do
-		(cd "$TMP/debs" && apt-get download -q "$p:arm64" >/dev/null 2>&1) || {
-			apt-get update -q >/dev/null 2>&1 || true
-			(cd "$TMP/debs" && apt-get download -q "$p:arm64" >/dev/null 2>&1)
-		} || {
-			# a mirror that is out of reach or out of sync: the emulated-board test is skipped, not failed
-			echo "aarch64 python: could not download $p:arm64 from Debian; the rpi4 server test will be skipped"
-			exit 0
-		}
-	done
-else
-	echo "aarch64 python: needs root once (dpkg --add-architecture arm64; apt-get download of $PKGS)"
+mkdir -p "$TMP/site"
+# shellcheck disable=SC2086
+sh tests/tools/unpack_debian_packages.sh arm64 "$TMP/sysroot" $PKGS || {
+	# a mirror out of reach or no root: the emulated-board test is skipped, not failed
+	echo "aarch64 python: the rpi4 server test will be skipped"
 	exit 0
-fi
-for deb in "$TMP"/debs/*.deb; do
-	dpkg -x "$deb" "$TMP/sysroot"
-done
+}
 echo "aarch64 python: fetching numpy, iree-base-runtime==$IREE_VERSION, ml_dtypes (aarch64 wheels) from PyPI"
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux2014_aarch64 \
 	--platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 --python-version 3.11 --dest "$TMP/wheels" \

@@ -40,7 +40,7 @@ from edgeskip.evaluation.client import OIPClient
 from edgeskip.evaluation.local_server import LocalServer
 from edgeskip.evaluation.runner import BenchOptions, run_bench
 
-OVERHEAD_TARGET_MS = 0.3  # issue 12: binary round trip minus module, p50, on the 2-core host
+OVERHEAD_TARGET_MS = 0.3  # binary round trip minus module, p50, on the 2-core host (README, "Benchmarks")
 WARMUP = 50
 # The busy-polling client spins this long for each answer before it blocks (longer than any module run here).
 BUSY_POLL_S = 0.05

@@ -1,4 +1,4 @@
-"""Deploying to a board over real ssh (issue 5): a real sshd on loopback, the real server, real HTTP.
+"""Deploying to a board over real ssh (README, "Deploy to a board"): a real sshd on loopback, the real server, HTTP.
 
 The "board" is this machine reached through Debian's sshd (fixture ``sshd``); the deploy goes
 into a temporary ``--dir`` and the ``command`` service manager starts the real server

@@ -1,4 +1,4 @@
-"""The Docker recipes in docker/ (issue 5) agree with the packages: same pins, and every COPY source exists.
+"""The Docker recipes in docker/ (docker/README.md) agree with the packages: same pins, and every COPY source exists.
 
 No Docker engine is needed: this reads the recipes as text (building them needs one, see docker/README.md).
 """

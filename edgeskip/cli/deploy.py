@@ -1,4 +1,4 @@
-"""Board commands (issue 5; the adaptive runtime runs on the board, Korol et al., Sec. II-B / III-B):
+"""Board commands (README, "Deploy to a board"; the runtime runs on the board, Korol et al., Sec. II-B / III-B):
 ``board-check``, ``deploy`` and ``rollback``, all over the system ``ssh`` client.
 """
 

@@ -1,4 +1,4 @@
-"""Deploying bundles to edge boards over ssh (issue 5): the board runs the adaptive runtime
+"""Deploying bundles to edge boards over ssh (README, "Deploy to a board"): the board runs the adaptive runtime
 (Korol et al., Sec. II-B / III-B), so a bundle has to get there safely.
 
 * :mod:`edgeskip.deploy.ssh`: board addresses, the ssh command runner and its errors;

@@ -1,4 +1,4 @@
-"""What a board is (``edgeskip board-check``, issue 5): the facts a deploy depends on, read over ssh.
+"""What a board is (``edgeskip board-check``; README, "Deploy to a board"): the facts a deploy needs, over ssh.
 
 The paper's adaptive runtime runs on the Odroid XU4 (Korol et al., Sec. II-B / III-B), a
 big.LITTLE board; serving is pinned to the big cores, so telling them apart matters. Cores are

@@ -1,4 +1,4 @@
-"""Deploying a bundle to a board over ssh: stage, verify, switch, restart, roll back (issue 5).
+"""Deploying a bundle to a board over ssh: stage, verify, switch, restart, roll back (README, "Deploy to a board").
 
 The adaptive runtime serves on the board (Korol et al., Sec. II-B / III-B); this module puts a
 compiled bundle there without ever leaving the board half-switched:

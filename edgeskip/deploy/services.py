@@ -1,4 +1,4 @@
-"""How the server is kept running on a board (issue 5): a registry of service managers.
+"""How the server is kept running on a board (README, "Deploy to a board"): a registry of service managers.
 
 The adaptive runtime (Korol et al., Sec. II-B / III-B) runs as a long-lived server on the
 board. Each manager writes POSIX shell functions that the deploy transaction

@@ -1,4 +1,4 @@
-"""Reaching a board over ssh (issue 5; the board runs the adaptive runtime, Korol et al., Sec. II-B / III-B).
+"""Reaching a board over ssh (README, "Deploy to a board"; the board runs the runtime, Korol et al., Sec. II-B / III-B).
 
 Everything goes through the system ``ssh`` client, so ``~/.ssh/config``, ``known_hosts`` and
 ``ssh-agent`` work as they do in a terminal. ``BatchMode=yes`` means it never prompts: a

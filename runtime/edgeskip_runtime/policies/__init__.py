@@ -1,4 +1,4 @@
-"""Depth policies (Korol et al., Sec. II-B, Algorithm 1; the dynamic-depth-scheduling note)."""
+"""Depth policies (Korol et al., Sec. II-B, Algorithm 1, and the policies beyond it in README, "Serving")."""
 
 from edgeskip_runtime.policies import (  # noqa: F401  (register)
     algorithm1,

@@ -1,5 +1,5 @@
 """``budget``: per request, the deepest configuration whose profiled p99 fits the request's
-``latency_budget_ms`` (dynamic-depth-scheduling note, "budget-driven").
+``latency_budget_ms`` (README, "Serving": ``budget``).
 
 A request's budget covers its whole time in the server, so the module gets the budget minus
 the server's measured per-request handling (``service_time.py``). A request without a budget

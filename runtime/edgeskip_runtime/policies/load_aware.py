@@ -1,5 +1,5 @@
-"""``load-aware``: depth follows the offered load (dynamic-depth-scheduling note,
-"load-aware").
+"""``load-aware``: depth follows the offered load (README, "Serving":
+``load-aware``).
 
 The policy keeps exponentially weighted averages of the arrival rate λ and of the module
 time of each configuration (seeded with the profiled latency). The predicted utilisation of

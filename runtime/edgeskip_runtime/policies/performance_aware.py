@@ -1,7 +1,6 @@
-"""``performance-aware``: depth follows recent quality signals (the dynamic-depth-scheduling
-concept note, "Performance-Aware Scheduling": depth is adjusted based on recent accuracy or
-error rates; "Robustness Considerations": under distribution shift, scheduling must be
-conservative).
+"""``performance-aware``: depth follows recent quality signals (README, "Serving":
+``performance-aware``): depth is adjusted on recent accuracy or confidence, and under a
+distribution shift it stays conservative).
 
 Load is handled as in Algorithm 1 (a drop skips one block more, an idle spell longer than
 Δreq one less), but only down to a *quality floor*: the shallowest configuration currently

@@ -1,5 +1,5 @@
-"""``priority``: higher priority tiers get deeper configurations (dynamic-depth-scheduling
-note, "priority-aware").
+"""``priority``: higher priority tiers get deeper configurations (README, "Serving":
+``priority``).
 
 A load-aware level L is shared by all requests; a request of priority p gets
 ``min(L, cap(p))`` where ``cap(p)`` is the tier's depth floor (most configurations it may

@@ -2,7 +2,7 @@
 
 Counters for received, processed, dropped and rejected requests, config switches and SLA
 violations; histograms of inference latency and of skipped blocks (the depth
-distribution the dynamic-depth-scheduling note asks to monitor); gauges for the current
+distribution to monitor; README, "Serving"); gauges for the current
 configuration and queue depth.
 """
 

@@ -33,17 +33,20 @@ dataset:
 		echo "(or put the four idx .gz files in a folder and pass --data-dir)"; \
 	fi
 
-# Debian's openssh-server and -client, for the deploy tests (a throwaway sshd on loopback). Root only.
+# Debian tools the tests use, root only: openssh-server and -client (a throwaway sshd on loopback for the
+# deploy tests) and shellcheck (checks the board-side shell programs). Without root it says what to install.
+DEBIAN_TOOLS := /usr/sbin/sshd:openssh-server ssh:openssh-client shellcheck:shellcheck
 sshd:
-	@if [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null 2>&1; then \
-		echo "openssh: found /usr/sbin/sshd and ssh"; \
+	@missing=; for t in $(DEBIAN_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	if [ -z "$$missing" ]; then \
+		echo "Debian tools: found sshd, ssh and shellcheck"; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		echo "openssh: installing Debian's openssh-server and openssh-client"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server openssh-client >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server openssh-client; }; \
+		echo "Debian tools: installing$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
 	else \
-		echo "openssh-server is missing; the deploy tests will be skipped. Install it with:"; \
-		echo "  sudo apt-get install openssh-server openssh-client"; \
+		echo "Missing:$$missing; the tests that need them will be skipped. Install them with:"; \
+		echo "  sudo apt-get install$$missing"; \
 	fi
 
 # qemu-user + arm64 sysroot (Debian, root only) and the aarch64 iree-run-module (PyPI wheel), for the

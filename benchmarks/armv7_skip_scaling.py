@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from edgeskip_runtime.atomic import write_json
+from edgeskip_runtime.manifest import Manifest
 
-from edgeskip.atomic import write_json
 from edgeskip.compile.iree import iree_compile
-from targets import get_target
+from edgeskip.targets import get_target
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "func.func @main(%a: tensor<4xf32>) -> tensor<4xf32> {\n  %0 = arith.addf %a, %a : tensor<4xf32>\n" \
@@ -53,18 +54,18 @@ def main() -> None:
     qemu = shutil.which("qemu-arm-static")
     if qemu is None or not args.tool.is_file():
         raise SystemExit("needs qemu-arm-static and the stock armhf iree-run-module: run `make armhf-runtime`")
-    manifest = json.loads((args.bundle / "manifest.json").read_text())
-    if manifest["target"]["arch"] != "armv7l":
-        raise SystemExit(f"{args.bundle} is for {manifest['target']['name']}, not an armv7 board")
+    manifest = Manifest.read(args.bundle)
+    if manifest.target["arch"] != "armv7l":
+        raise SystemExit(f"{args.bundle} is for {manifest.target_name}, not an armv7 board")
     configs = json.loads((args.bundle / "pareto.json").read_text())["configs"]
-    image = next(i for i in manifest["inputs"] if i["name"] == "image")
+    image = manifest.input("image")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        np.save(tmp / "x.npy", np.random.default_rng(0).standard_normal(image["shape"]).astype(np.float32))
+        np.save(tmp / "x.npy", np.random.default_rng(0).standard_normal(image.shape).astype(np.float32))
         for k, c in enumerate(configs):
             np.save(tmp / f"cfg{k}.npy", np.array(c["mask"], dtype=np.int64))
         (tmp / "tiny.mlir").write_text(TINY)
-        iree_compile([*get_target(manifest["target"]["name"]).iree_flags(), str(tmp / "tiny.mlir"),
+        iree_compile([*get_target(manifest.target_name).iree_flags(), str(tmp / "tiny.mlir"),
                       "-o", str(tmp / "tiny.vmfb")])
         samples: dict[str, list[float]] = {"fixed": [], **{str(k): [] for k in range(len(configs))}}
         for _ in range(args.rounds):
@@ -82,7 +83,7 @@ def main() -> None:
                      "emulated_s": t, "raw_process_s": statistics.median(samples[str(k)])})
     gaps = [r["latency_ratio"] - r["mac_ratio"] for r in rows[1:]]
     doc = {"benchmark": "edgeskip.armv7_skip_scaling/1", "machine": platform.platform(),
-           "bundle": str(args.bundle), "target": manifest["target"]["name"], "emulator": "qemu-arm-static",
+           "bundle": str(args.bundle), "target": manifest.target_name, "emulator": "qemu-arm-static",
            "runtime": "stock iree-run-module (armhf, local-sync) built from ../shared/vendor",
            "rounds": args.rounds, "fixed_cost_s": fixed, "configs": rows,
            "mean_abs_latency_minus_mac_ratio": statistics.fmean(abs(g) for g in gaps) if gaps else 0.0,

@@ -41,16 +41,16 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from edgeskip_runtime.atomic import write_json
 from edgeskip_runtime.module import load_function, to_numpy
 
-from compiler_passes import DEFAULT_PIPELINE
-from edgeskip.atomic import write_json
 from edgeskip.compile.export import OPSET, export_gated
 from edgeskip.compile.iree import CompileLog, compile_onnx, iree_version
+from edgeskip.compiler_passes import DEFAULT_PIPELINE
 from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
 from edgeskip.models.cost import mac_profile
-from targets import get_target
+from edgeskip.targets import get_target
 
 # No specialization: uniform-config-transients would find no copies, and only add a stream round trip.
 GENERIC = tuple(p for p in DEFAULT_PIPELINE if p not in ("specialize-configs", "uniform-config-transients"))
@@ -263,7 +263,7 @@ def bench_model(name: str, rounds: int, per_round: int, work: Path) -> dict[str,
 
 
 def _pass_flags(passes: tuple[str, ...]) -> list[str]:
-    from compiler_passes import get_pass
+    from edgeskip.compiler_passes import get_pass
 
     return list(dict.fromkeys(f for p in passes for f in get_pass(p).iree_flags))
 

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 from edgeskip_runtime import Bundle
+from edgeskip_runtime.atomic import write_json
 from edgeskip_runtime.policies import OperatingPoint, PolicySettings, Request, create_policy, list_policies
 from edgeskip_runtime.server import InferenceEngine
 from edgeskip_runtime.server.oip import InferRequest
 from edgeskip_runtime.stats import percentile
 
-from edgeskip.atomic import write_json
 from edgeskip.evaluation.client import OIPClient
 from edgeskip.evaluation.local_server import LocalServer
 from edgeskip.evaluation.runner import BenchOptions, run_bench
@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/serve_bench.json"))
     args = ap.parse_args()
     bundle = Bundle.open(args.bundle)
-    points = OperatingPoint.from_pareto(bundle.pareto)
+    points = OperatingPoint.from_front(bundle.pareto)
     result = {"benchmark": "edgeskip.serve_bench/2", "machine": platform.platform(), "bundle": str(args.bundle),
               "policy_decision_cost": decision_cost(points)}
     engine, in_process = in_process_sender(args.bundle)

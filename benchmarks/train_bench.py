@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from edgeskip_runtime.atomic import write_json
 from torch import nn
 
-from edgeskip.atomic import write_json
 from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
 from edgeskip.training.recipes import RECIPES, RecipeOptions

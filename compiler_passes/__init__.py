@@ -15,10 +15,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from edgeskip.registry import Registry
+from edgeskip_runtime.errors import EdgeskipError
+from edgeskip_runtime.registry import Registry
 
 
-class PassError(RuntimeError):
+class PassError(EdgeskipError, RuntimeError):
     """A pass found the model in a state it must refuse (the message says what and where)."""
 
 
@@ -45,7 +46,7 @@ class CompilerPass(ABC):
         """Rewrite or check ``ir`` in place; return a short summary for the compile log."""
 
 
-PASSES: Registry[type[CompilerPass]] = Registry("compiler pass", discover="compiler_passes")
+PASSES: Registry[type[CompilerPass]] = Registry("compiler pass", discover=__name__)
 STAGES = ("onnx", "input", "stream")
 # The default pipeline, in order within each stage: lay the gates out channels-last, then check the
 # gates, then rewrite their conditions, then specialize the Pareto configurations, then give their

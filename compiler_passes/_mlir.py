@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from iree.compiler import ir
 
-from compiler_passes import PassContext, PassError
+from . import PassContext, PassError
 
 
 def entry_function(module: ir.Module, ctx: PassContext) -> ir.Operation:

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from compiler_passes import CompilerPass, PassContext, register_pass
+from . import CompilerPass, PassContext, register_pass
 
 CHANNELS_LAST_PIPELINE = (
     "--iree-preprocessing-pass-pipeline=builtin.module(util.func(iree-preprocessing-convert-conv-to-channels-last))")

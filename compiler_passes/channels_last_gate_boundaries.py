@@ -33,8 +33,8 @@ from typing import Any
 import onnx
 from onnx import helper
 
-from compiler_passes import CompilerPass, PassContext, register_pass
-from compiler_passes.channels_last_branch_weights import CHANNELS_LAST_PIPELINE
+from . import CompilerPass, PassContext, register_pass
+from .channels_last_branch_weights import CHANNELS_LAST_PIPELINE
 
 TO_NHWC = [0, 2, 3, 1]
 TO_NCHW = [0, 3, 1, 2]

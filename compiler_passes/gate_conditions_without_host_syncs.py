@@ -34,8 +34,8 @@ from typing import Any
 from iree.compiler import ir
 from iree.compiler.dialects import arith, hal, scf, util
 
-from compiler_passes import CompilerPass, PassContext, PassError, register_pass
-from compiler_passes._mlir import defining_op, entry_function, gate_ifs, walk
+from . import CompilerPass, PassContext, PassError, register_pass
+from ._mlir import defining_op, entry_function, gate_ifs, walk
 
 
 def _constant_int(v: ir.Value) -> int | None:

@@ -47,8 +47,8 @@ from typing import Any
 from iree.compiler import ir
 from iree.compiler.dialects import arith, scf
 
-from compiler_passes import CompilerPass, PassContext, PassError, register_pass
-from compiler_passes._mlir import defining_op, entry_function, gate_ifs, is_gate, walk
+from . import CompilerPass, PassContext, PassError, register_pass
+from ._mlir import defining_op, entry_function, gate_ifs, is_gate, walk
 
 WORD_BITS = 63  # gates per key word: bit 63 stays clear, so every key is a non-negative i64
 COPY_INFIX = "$config"

@@ -26,9 +26,9 @@ from typing import Any
 from iree.compiler import ir
 from iree.compiler.dialects import arith
 
-from compiler_passes import CompilerPass, PassContext, register_pass
-from compiler_passes._mlir import defining_op, walk
-from compiler_passes.specialize_configs import is_copy_symbol
+from . import CompilerPass, PassContext, register_pass
+from ._mlir import defining_op, walk
+from .specialize_configs import is_copy_symbol
 
 TRANSIENT = "!stream.resource<transient>"
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from iree.compiler import ir
 
-from compiler_passes import CompilerPass, PassContext, PassError, register_pass
-from compiler_passes._mlir import cfg_values, defining_op, entry_function, forward_slice, gate_ifs, is_float
+from . import CompilerPass, PassContext, PassError, register_pass
+from ._mlir import cfg_values, defining_op, entry_function, forward_slice, gate_ifs, is_float
 
 
 @register_pass

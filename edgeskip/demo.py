@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from edgeskip_runtime.errors import EdgeskipError
+
 from edgeskip.design import workflow
 from edgeskip.progress import console
 from edgeskip.training.trainer import TrainConfig, train
@@ -21,7 +23,7 @@ SHIPPED = {"stochastic-depth": "resnet20-fashion-mnist-sd.pt", "standard": "resn
 def shipped_checkpoint(recipe: str) -> Path:
     path = Path(str(resources.files("edgeskip") / "assets" / SHIPPED[recipe]))
     if not path.is_file():
-        raise FileNotFoundError(f"shipped checkpoint {path} is missing; reinstall edgeskip or use --train")
+        raise EdgeskipError(f"shipped checkpoint {path} is missing; reinstall edgeskip or train one", setting="train")
     return path
 
 

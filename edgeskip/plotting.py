@@ -8,8 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: boards and CI have no display
 import matplotlib.pyplot as plt
-
-from edgeskip.atomic import atomic_path
+from edgeskip_runtime.atomic import atomic_path
 
 
 def finish(ax, xlabel: str, ylabel: str, title: str | None = None, legend_fontsize: float | None = None) -> None:

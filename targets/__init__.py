@@ -4,7 +4,7 @@ One file per board in this folder registers a :class:`Target` with :func:`regist
 (like timm's ``@register_model``); every module here is imported on first use, so a new board
 is a new file and nothing else. This package needs no torch: the board runtime reads it too.
 
-    from targets import get_target, list_targets
+    from edgeskip.targets import get_target, list_targets
     get_target("odroid-xu4").iree_flags()
 """
 
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeskip.registry import Registry
+from edgeskip_runtime.registry import Registry
 
 BITCODE_DIR = Path(__file__).resolve().parent / "bitcode"
 
@@ -99,7 +99,7 @@ class Target:
         return d
 
 
-TARGETS: Registry[Target] = Registry("target", discover="targets")  # one module per board
+TARGETS: Registry[Target] = Registry("target", discover=__name__)  # one module per board
 
 
 def register_target(target: Target) -> Target:

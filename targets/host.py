@@ -6,7 +6,7 @@ A ``host`` bundle only runs on a CPU with the same features as the one that comp
 import os
 import platform
 
-from targets import Target, register_target
+from . import Target, register_target
 
 _ARCH = platform.machine() or "x86_64"
 _CORES = (tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity")

@@ -10,7 +10,7 @@ stock runtime refuses the bundle (docs/iree-32bit-arm-bugs.md). The compile step
 that no executable imports anything and records it in the manifest.
 """
 
-from targets import CorePower, PowerFigures, Target, register_target
+from . import CorePower, PowerFigures, Target, register_target
 
 register_target(Target(
     name="odroid-xu4",

@@ -3,7 +3,7 @@
 An aarch64 edge board beside the paper's Odroid XU4 (Korol et al., Sec. II-A.2).
 """
 
-from targets import CorePower, PowerFigures, Target, register_target
+from . import CorePower, PowerFigures, Target, register_target
 
 register_target(Target(
     name="rpi5",

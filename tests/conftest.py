@@ -127,7 +127,7 @@ def gated_onnx(synthetic_checkpoint: Path, tmp_path_factory: pytest.TempPathFact
 
 def write_pareto(path: Path, skippable_blocks: int) -> Path:
     """A small, valid edgeskip.pareto/1 file for a model with ``skippable_blocks`` gates."""
-    from edgeskip.design.pareto import ConfigPoint, ParetoFront
+    from edgeskip_runtime.pareto import ConfigPoint, ParetoFront
 
     n = skippable_blocks
     configs = [ConfigPoint([1] * n, 0.9, 1.0), ConfigPoint([1] * (n - 1) + [0], 0.85, 0.8),

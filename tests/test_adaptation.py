@@ -315,7 +315,9 @@ def test_top1_margin() -> None:
     assert top1_margin(np.zeros((2, 4))) == pytest.approx(0.0)
 
 
-# The tolerance suits this small model's noisy margins (a 64-request mean of them scatters by about 8 %).
+# The tolerance and window suit this small model's noisy margins: on clean images a 64-request mean of them
+# scatters by about 10 % (0.77 to 1.25 of the reference over 100 windows, and one in ~300 fell below 0.7 and
+# tightened the floor); 128 requests halve that variance.
 @pytest.mark.parametrize(("signal", "noise", "send_labels", "tolerance"),
                          [("margin", None, False, 0.3), ("accuracy", 120, True, 0.15)])
 def test_performance_aware_serves_deeper_on_noise_corrupted_images(host_bundle: Path, tmp_path: Path, signal: str,
@@ -330,7 +332,7 @@ def test_performance_aware_serves_deeper_on_noise_corrupted_images(host_bundle: 
 
     from edgeskip.evaluation.bench import Inputs, load_inputs
 
-    n = 960
+    n = 1600
     clean = load_inputs("synthetic", n, seed=0)
     rng = np.random.default_rng(1)
     if noise is None:
@@ -343,20 +345,20 @@ def test_performance_aware_serves_deeper_on_noise_corrupted_images(host_bundle: 
     shutil.copytree(host_bundle, bundle)
     opened = Bundle.open(bundle)
     model = CompiledModel(opened)
-    norm = opened.manifest["normalization"]
+    norm = opened.manifest.normalization
     val_set = load_inputs("synthetic", 300, seed=5)
     val = normalize_uint8(val_set.images, norm["mean"], norm["std"])
-    pareto = opened.pareto
-    for c in pareto["configs"]:
-        logits = [model.infer(val[i : i + 1], c["mask"]) for i in range(len(val))]
-        c["val_margin"] = float(np.mean([top1_margin(z) for z in logits]))
-        c["val_accuracy"] = float(np.mean([int(z.argmax()) == y for z, y in zip(logits, val_set.labels, strict=True)]))
-    rewrite_bundle(bundle, {"pareto.json": json.dumps(pareto).encode()})
+    front = opened.pareto
+    for c in front.configs:
+        logits = [model.infer(val[i : i + 1], c.mask) for i in range(len(val))]
+        c.extra["val_margin"] = float(np.mean([top1_margin(z) for z in logits]))
+        c.val_accuracy = float(np.mean([int(z.argmax()) == y for z, y in zip(logits, val_set.labels, strict=True)]))
+    rewrite_bundle(bundle, {"pareto.json": json.dumps(front.to_dict()).encode()})
 
     driver = InProcessDriver(bundle)
     try:
         # A Δreq this long never lowers skipping: depth moves by drops and by quality alone.
-        driver.load("performance-aware", {"quality_window": 64, "quality_tolerance": tolerance,
+        driver.load("performance-aware", {"quality_window": 128, "quality_tolerance": tolerance,
                                           "delta_req_ms": 1000.0})
         service_s = driver.configs()["service_time"]["service_ms"] / 1e3
         overload = WORKLOADS.get("paper")(WorkloadSpec(n, 0.3 * service_s, seed=0))  # saturates on any speed

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from edgeskip_runtime.errors import UsageError
 
 from edgeskip.evaluation.local_server import LocalServer
 from edgeskip.evaluation.runner import BenchOptions, run_bench
@@ -33,8 +34,9 @@ def test_poisson_and_trace(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_text("soon\n")
     with pytest.raises(ValueError, match="must hold numbers"):
         WORKLOADS.get("trace")(WorkloadSpec(10, trace=tmp_path / "bad.txt"))
-    with pytest.raises(ValueError, match="needs --period-ms or --rate"):
+    with pytest.raises(UsageError, match="needs a request period or a rate") as no_rate:
         WORKLOADS.get("paper")(WorkloadSpec(10))
+    assert no_rate.value.setting == "period_ms"
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +69,17 @@ def test_compare_reports_table1_ratios(server: LocalServer, tmp_path: Path) -> N
     assert OIPClient(server.url).get_json(f"/v2/models/{server.model}/configs")["policy"] == "algorithm1"
 
 
-def test_loadgen_server_scenario(server: LocalServer, tmp_path: Path) -> None:
-    doc = run_bench(server.url, BenchOptions(workload="loadgen", requests=40, rate_hz=50.0, out=tmp_path,
-                                             progress=False))
+# LoadGen's early stopping makes a p99 verdict VALID only after 459 queries, every one under the bound.
+@pytest.mark.parametrize(("requests", "sla_ms", "verdict"), [(460, 5000.0, "VALID"), (40, 0.001, "INVALID")])
+def test_loadgen_server_scenario(server: LocalServer, tmp_path: Path, requests: int, sla_ms: float,
+                                 verdict: str) -> None:
+    """LoadGen's own verdict follows the latency bound: no request takes 5 s, and none takes 1 µs."""
+    doc = run_bench(server.url, BenchOptions(workload="loadgen", requests=requests, rate_hz=200.0, sla_ms=sla_ms,
+                                             out=tmp_path, progress=False))
     run = doc["runs"]["algorithm1"]
-    assert run["loadgen"]["verdict"] in {"VALID", "INVALID"}
-    assert run["processed"] + run["dropped"] == 40
+    assert run["loadgen"]["verdict"] == verdict
+    assert run["loadgen"]["target_latency_ms"] == sla_ms
+    assert run["processed"] + run["dropped"] == requests
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:

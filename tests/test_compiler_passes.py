@@ -13,10 +13,10 @@ from conftest import flatten_gate
 from iree.compiler import ir
 from onnx import numpy_helper
 
-from compiler_passes import DEFAULT_PIPELINE, PassContext, PassError, get_pass, list_passes
-from compiler_passes._mlir import defining_op, entry_function, gate_ifs, walk
 from edgeskip.compile.iree import compile_flags, compile_onnx, import_to_input, iree_compile
-from targets import get_target
+from edgeskip.compiler_passes import DEFAULT_PIPELINE, PassContext, PassError, get_pass, list_passes
+from edgeskip.compiler_passes._mlir import defining_op, entry_function, gate_ifs, walk
+from edgeskip.targets import get_target
 
 CTX = PassContext(num_gates=6)
 MASKS = [[1] * 6, [0] * 6, [1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 1]]

@@ -113,8 +113,9 @@ def test_cifar100_standard_batches(tmp_path: Path) -> None:
 
 
 def test_cifar_missing_and_malicious_files(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="needs --data-dir"):
+    with pytest.raises(DatasetError, match="needs a data folder") as missing:
         load_dataset("cifar10")
+    assert missing.value.setting == "data_dir"  # the CLI names its --data-dir
     with pytest.raises(DatasetError, match=r"missing data_batch_1.*test_batch"):
         load_dataset("cifar10", tmp_path)
     _cifar10(tmp_path)

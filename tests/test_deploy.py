@@ -23,12 +23,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from edgeskip_runtime.bundle import rewrite_bundle
+from edgeskip_runtime.pareto import ConfigPoint, ParetoFront
 
 from edgeskip.cli import main
-from edgeskip.deploy.deploy import DeployError, LocalBundle, deploy, transaction_script
+from edgeskip.deploy.deploy import (
+    SCRIPTS,
+    DeployError,
+    LocalBundle,
+    board_script,
+    deploy,
+    shell_assignments,
+    transaction_program,
+)
 from edgeskip.deploy.services import ServiceSettings, SystemdService
 from edgeskip.deploy.ssh import SSHRunner, SSHTarget, SSHUnreachable
-from edgeskip.design.pareto import ConfigPoint, ParetoFront
 
 SERVE = f"{sys.executable} -m edgeskip_runtime.cli serve {{current}} --port {{port}} --no-pin"
 READY_TIMEOUT = "60"
@@ -159,11 +167,37 @@ def test_systemd_unit_serves_the_current_link() -> None:
     ServiceSettings(dir="/opt/edgeskip"), ServiceSettings(dir="/opt/edgeskip", python="/opt/venv/bin/python3"),
     ServiceSettings(dir="/opt/edgeskip", manager="command", command=SERVE), None], ids=str)
 @pytest.mark.parametrize("mode", ["deploy", "rollback"])
-def test_transaction_scripts_are_valid_posix_sh(settings: ServiceSettings | None, mode: str) -> None:
-    script = transaction_script("/opt/edgeskip", mode, "bundles/0123456789ab", settings, 30, "/opt/edgeskip/.txn/s")
-    for shell in ("sh", "bash"):  # dash is Debian's /bin/sh; busybox ash is not installed here
-        r = subprocess.run([shell, "-n"], input=script, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+def test_transaction_programs_are_valid_posix_sh(settings: ServiceSettings | None, mode: str) -> None:
+    """The program the board runs (the service functions, then transaction.sh) and the launcher around it."""
+    script, env = transaction_program("/opt/edgeskip", mode, "bundles/0123456789ab", settings, 30,
+                                      "/opt/edgeskip/.txn/s")
+    assert env["MODE"] == mode and env["SERVICE"] == ("0" if settings is None else "1")
+    launcher = f"{shell_assignments({**env, 'TXN': '/opt/edgeskip/.txn', 'TOKEN': 't'})} sh -c true"
+    for program in (script, board_script("launch.sh"), launcher):
+        for shell in ("sh", "bash"):  # dash is Debian's /bin/sh; busybox ash is not installed here
+            r = subprocess.run([shell, "-n"], input=program, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (make test installs Debian's shellcheck as root)")
+    r = subprocess.run(["shellcheck", "-s", "sh", "-"], input=script, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCRIPTS.glob("*.sh")))
+def test_board_scripts_pass_shellcheck(name: str) -> None:
+    assert subprocess.run(["sh", "-n", str(SCRIPTS / name)]).returncode == 0
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (make test installs Debian's shellcheck as root)")
+    r = subprocess.run(["shellcheck", "-s", "sh", str(SCRIPTS / name)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_transaction_refuses_to_run_without_its_values(tmp_path: Path) -> None:
+    """transaction.sh run bare (no DIR, MODE, ...) stops before it touches anything."""
+    r = subprocess.run(["sh", str(SCRIPTS / "transaction.sh")], cwd=tmp_path, capture_output=True, text=True,
+                       env={"PATH": os.environ["PATH"]})
+    assert r.returncode != 0 and "DIR" in r.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- board-check ---------------------------------------------------------------------------------------------

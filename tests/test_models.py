@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from edgeskip_runtime.registry import UnknownNameError
 from torch import nn
 
 from edgeskip.models import create_model, list_models
 from edgeskip.models.protocol import residual_blocks
-from edgeskip.registry import UnknownNameError
 
 DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
 

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from edgeskip_runtime.pareto import ConfigPoint, ParetoFileError, ParetoFront, dominates, hypervolume, pareto_filter
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from edgeskip.design.pareto import ConfigPoint, ParetoFileError, ParetoFront, dominates, hypervolume, pareto_filter
 
 points = st.lists(
     st.builds(

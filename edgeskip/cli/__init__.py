@@ -7,20 +7,31 @@ is a few lines that call a library function tests call too.
 from __future__ import annotations
 
 import click
+from edgeskip_runtime.errors import EdgeskipError
 
-from edgeskip.registry import UnknownNameError
+
+def option_flag(command: click.Command | None, setting: str) -> str:
+    """The command-line spelling of a library setting: the option of ``command`` whose Python name it is
+    (``data_dir`` -> ``--data-dir``), else the setting's name."""
+    for param in getattr(command, "params", ()):
+        if param.name == setting:
+            return max(param.opts, key=len) if isinstance(param, click.Option) else param.human_readable_name
+    return setting
 
 
 class EdgeskipGroup(click.Group):
-    """Turns the library's known errors into one clear line and exit code 1, not a traceback."""
+    """Shows a domain error (:class:`EdgeskipError`) as one clear line with exit code 1, naming the option it
+    is about. Every other exception is a bug and keeps its traceback."""
 
     def invoke(self, ctx: click.Context):
-        from edgeskip.errors import USER_ERRORS
-
         try:
             return super().invoke(ctx)
-        except (UnknownNameError, *USER_ERRORS) as e:
-            raise click.ClickException(str(e)) from e
+        except EdgeskipError as e:
+            message = str(e)
+            if e.setting:
+                command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+                message += f" (option {option_flag(command, e.setting)})"
+            raise click.ClickException(message) from e
 
 
 @click.group(cls=EdgeskipGroup)

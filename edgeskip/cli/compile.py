@@ -39,9 +39,9 @@ def compile_model(model: Path, target: str, pareto_path: Path, out: Path, passes
     Every configuration of the Pareto file is compiled as its own straight-line copy of the
     network (specialize-configs); any other cfg still runs, through the gates.
     """
-    from compiler_passes import DEFAULT_PIPELINE, get_pass
     from edgeskip.compile.bundle import build_bundle
-    from targets import get_target
+    from edgeskip.compiler_passes import DEFAULT_PIPELINE, get_pass
+    from edgeskip.targets import get_target
 
     board = get_target(target)  # fail on an unknown board before any work
     names = DEFAULT_PIPELINE if passes is None else tuple(p for p in passes.split(",") if p)
@@ -49,14 +49,14 @@ def compile_model(model: Path, target: str, pareto_path: Path, out: Path, passes
         get_pass(name)
     bundle = build_bundle(model, board, pareto_path, out, passes=names)
     m = bundle.manifest
-    click.echo(f"wrote {out}: {m['model']} for {board.name} ({board.triple}, {board.cpu}), "
-               f"passes: {', '.join(m['compiler']['passes']) or 'none'}")
+    click.echo(f"wrote {out}: {m.model} for {board.name} ({board.triple}, {board.cpu}), "
+               f"passes: {', '.join(m.compiler['passes']) or 'none'}")
 
 
 @main.command("targets")
 def list_boards() -> None:
     """List the boards edgeskip compiles for."""
-    from targets import get_target, list_targets
+    from edgeskip.targets import get_target, list_targets
 
     for name in list_targets():
         t = get_target(name)

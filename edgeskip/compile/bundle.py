@@ -8,49 +8,35 @@ skip configuration; the runtime picks configurations from the Pareto front).
     BUNDLE/compile.log    passes, commands, flags and timings
     BUNDLE/manifest.json  schema edgeskip.bundle/1 (below), with the sha256 of every other file
 
-The folder is built in a temporary sibling and renamed into place, so a reader sees the old
-bundle or the new one, never a half-written one. Manifest, ``edgeskip.bundle/1``::
-
-    {"schema", "model", "dataset", "normalization": {mean, std}, "skippable_blocks",
-     "entry_function", "inputs": [{name, shape, dtype}], "outputs": [{name, shape, dtype}],
-     "target": {name, triple, cpu, features, float_abi, arch, big/little/serving cores, power},
-     "compiler": {"iree_version", "flags", "passes"}, "executables": [ELF facts],
-     "compile_log": [steps], "files": {name: sha256}}
+The folder is built in a temporary sibling and swapped into place
+(:func:`edgeskip_runtime.atomic.replace_dir`), never left half-written. The manifest's format is
+defined once, by :class:`edgeskip_runtime.manifest.Manifest`, which the board reads it with.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import onnx
-from edgeskip_runtime.bundle import sha256_file
+from edgeskip_runtime.atomic import replace_dir
+from edgeskip_runtime.bundle import Bundle, sha256_file
+from edgeskip_runtime.manifest import MANIFEST, Manifest, TensorSpec
+from edgeskip_runtime.pareto import ParetoFront
 from google.protobuf.message import DecodeError
 
-from compiler_passes import DEFAULT_PIPELINE
-from edgeskip.atomic import write_json
 from edgeskip.compile.elf import describe_executables
 from edgeskip.compile.errors import CompileError
 from edgeskip.compile.iree import ENTRY_FUNCTION, CompileLog, compile_onnx, iree_version
 from edgeskip.compile.metadata import ExportMetadata, read_metadata
 from edgeskip.compile.onnx_gates import cfg_length, verify_gates
-from edgeskip.design.pareto import ParetoFront
-from targets import Target, get_target
+from edgeskip.compiler_passes import DEFAULT_PIPELINE
+from edgeskip.targets import Target, get_target
 
-SCHEMA = "edgeskip.bundle/1"
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32"}
-
-
-@dataclass(frozen=True)
-class Bundle:
-    path: Path
-    manifest: dict[str, Any]
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -69,13 +55,13 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     return model
 
 
-def _io(values: Sequence[onnx.ValueInfoProto]) -> list[dict[str, Any]]:
+def _io(values: Sequence[onnx.ValueInfoProto]) -> tuple[TensorSpec, ...]:
     out = []
     for v in values:
         t = v.type.tensor_type
-        out.append({"name": v.name, "shape": [int(d.dim_value) for d in t.shape.dim],
-                    "dtype": _DTYPES.get(t.elem_type, onnx.TensorProto.DataType.Name(t.elem_type).lower())})
-    return out
+        out.append(TensorSpec(v.name, tuple(int(d.dim_value) for d in t.shape.dim),
+                              _DTYPES.get(t.elem_type, onnx.TensorProto.DataType.Name(t.elem_type).lower())))
+    return tuple(out)
 
 
 def _check_pareto(pareto_path: Path, meta: ExportMetadata, b_s: int) -> ParetoFront:
@@ -87,19 +73,6 @@ def _check_pareto(pareto_path: Path, meta: ExportMetadata, b_s: int) -> ParetoFr
     return front
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    # A directory cannot be os.replace()d over a non-empty one: move the old one aside first.
-    old = None
-    if out.exists():
-        if not (out / "manifest.json").is_file():
-            raise CompileError(f"{out} exists and is not an edgeskip bundle; refusing to replace it")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str | Path, out: str | Path,
                  passes: Sequence[str] = DEFAULT_PIPELINE, extra_flags: Sequence[str] = ()) -> Bundle:
     """Compile ``onnx_path`` for ``target`` and write the bundle folder ``out`` atomically."""
@@ -109,6 +82,8 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
     meta = read_metadata(model, str(onnx_path))
     b_s = cfg_length(model)
     pareto_path, out = Path(pareto_path), Path(out)
+    if out.exists() and not (out / MANIFEST).is_file():
+        raise CompileError(f"{out} exists and is not an edgeskip bundle; refusing to replace it")
     front = _check_pareto(pareto_path, meta, b_s)
     gates = verify_gates(model, expected=meta.skippable_blocks)
     inputs, outputs = _io(model.graph.input), _io(model.graph.output)
@@ -130,19 +105,17 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
         shutil.rmtree(work)
         log.add("total", "compile", time.perf_counter() - t0)
         (tmp / "compile.log").write_text(log.text())
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-        manifest = {
-            "schema": SCHEMA, "model": meta.model, "dataset": meta.dataset, "normalization": meta.normalization,
-            "skippable_blocks": b_s, "block_names": meta.block_names, "pareto_configs": len(front.configs),
-            "entry_function": ENTRY_FUNCTION, "inputs": inputs, "outputs": outputs,
-            "target": board.to_dict(),
-            "compiler": {"iree_version": iree_version(),
-                         "flags": [f for f in flags if not f.startswith("--iree-hal-dump-executable-binaries-to")],
-                         "passes": log.passes()},
-            "executables": executables, "compile_log": log.steps, "files": files,
-        }
-        write_json(tmp / "manifest.json", manifest)
-        _replace_dir(tmp, out)
+        manifest = Manifest(
+            model=meta.model, dataset=meta.dataset, normalization=meta.normalization, skippable_blocks=b_s,
+            entry_function=ENTRY_FUNCTION, inputs=inputs, outputs=outputs, target=board.to_dict(),
+            files={p.name: sha256_file(p) for p in sorted(tmp.iterdir())},
+            block_names=tuple(meta.block_names), pareto_configs=len(front.configs),
+            compiler={"iree_version": iree_version(),
+                      "flags": [f for f in flags if not f.startswith("--iree-hal-dump-executable-binaries-to")],
+                      "passes": log.passes()},
+            executables=tuple(executables), compile_log=tuple(log.steps))
+        manifest.write(tmp)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeskip.compile.errors import CompileError
-from targets import Target
+from edgeskip.targets import Target
 
 MACHINES = {3: "x86", 40: "ARM", 62: "x86_64", 183: "AArch64", 243: "RISC-V"}
 ARCH_MACHINE = {"x86_64": "x86_64", "aarch64": "AArch64", "armv7l": "ARM", "riscv64": "RISC-V"}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from edgeskip_runtime.errors import EdgeskipError
 
-class CompileError(RuntimeError):
+
+class CompileError(EdgeskipError, RuntimeError):
     """An ONNX model, Pareto file or bundle cannot be compiled or written (the message says why)."""
 
 

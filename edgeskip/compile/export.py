@@ -16,8 +16,8 @@ from pathlib import Path
 
 import onnx
 import torch
+from edgeskip_runtime.atomic import atomic_path
 
-from edgeskip.atomic import atomic_path
 from edgeskip.compile.metadata import ExportMetadata, write_metadata
 from edgeskip.compile.onnx_gates import CFG_INPUT, IMAGE_INPUT, Gate, verify_gates
 from edgeskip.gating import GatedModel

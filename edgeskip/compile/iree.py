@@ -1,6 +1,6 @@
 """Compile a gated ONNX model with IREE for one board (Korol et al., Sec. II-A.2: ONNX -> IREE -> edge board).
 
-The flow, with the registered :mod:`compiler_passes` at their stages:
+The flow, with the registered :mod:`edgeskip.compiler_passes` at their stages:
 
 1. ``onnx`` passes rewrite the model (e.g. ``channels-last-branch-weights``);
 2. ``iree-import-onnx`` turns it into MLIR (``onnx.If`` -> ``torch.prim.If`` -> ``scf.if``);
@@ -26,9 +26,9 @@ from typing import Any
 
 import onnx
 
-from compiler_passes import DEFAULT_PIPELINE, CompilerPass, PassContext, get_pass
 from edgeskip.compile.errors import CompileError
-from targets import Target
+from edgeskip.compiler_passes import DEFAULT_PIPELINE, CompilerPass, PassContext, get_pass
+from edgeskip.targets import Target
 
 ENTRY_FUNCTION = "main_graph"
 

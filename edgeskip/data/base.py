@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
+from edgeskip_runtime.errors import EdgeskipError, UsageError
 
 
-class DatasetError(RuntimeError):
+class DatasetError(EdgeskipError, RuntimeError):
     """A dataset is missing, incomplete or corrupt; the message says what to provide."""
 
 
@@ -83,7 +84,7 @@ class DatasetSplits:
 def split_train_val(full: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """Hold out ``val_fraction`` of ``full`` with a seeded permutation."""
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction}", setting="val_fraction")
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
     n_val = max(1, round(len(full) * val_fraction))
     return full.subset(perm[n_val:]), full.subset(perm[:n_val])

@@ -42,13 +42,13 @@ def _read_batch(path: Path) -> dict:
 
 def _locate(data_dir: Path | None, folder: str, files: list[str], name: str) -> Path:
     how = (f"{name} cannot be downloaded here: put the standard python batches ({folder}/ with "
-           f"{', '.join(files)}) on this machine and pass --data-dir")
+           f"{', '.join(files)}) on this machine and name their folder")
     if data_dir is None:
-        raise DatasetError(f"{name} needs --data-dir; {how}")
+        raise DatasetError(f"{name} needs a data folder; {how}", setting="data_dir")
     root = data_dir if (data_dir / files[0]).exists() or data_dir.name == folder else data_dir / folder
     missing = [f for f in files if not (root / f).is_file()]
     if missing:
-        raise DatasetError(f"{name} is incomplete in {root}: missing {', '.join(missing)}; {how}")
+        raise DatasetError(f"{name} is incomplete in {root}: missing {', '.join(missing)}; {how}", setting="data_dir")
     return root
 
 

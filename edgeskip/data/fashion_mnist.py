@@ -26,7 +26,7 @@ FILES = {
 }
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 HOW_TO_GET = (
-    "install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir "
+    "install Debian's package (apt-get install dataset-fashion-mnist) or give a data folder "
     "with the four files " + ", ".join(FILES.values())
 )
 
@@ -37,7 +37,7 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
         with gzip.open(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DatasetError(f"{path} is not a readable gzip'ed idx file ({e}); {HOW_TO_GET}") from e
+        raise DatasetError(f"{path} is not a readable gzip'ed idx file ({e}); {HOW_TO_GET}", setting="data_dir") from e
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] != expected_ndim:
         raise DatasetError(f"{path} is not an idx file of {expected_ndim} dimension(s) of unsigned bytes")
     dims = struct.unpack(f">{expected_ndim}I", raw[4 : 4 + 4 * expected_ndim])
@@ -58,7 +58,8 @@ def fashion_mnist(data_dir: Path | None) -> tuple[ImageSet, ImageSet, int, list[
     root = data_dir or DEFAULT_DIR
     missing = [f for f in FILES.values() if not (root / f).is_file()]
     if missing:
-        raise DatasetError(f"Fashion-MNIST is incomplete in {root}: missing {', '.join(missing)}; {HOW_TO_GET}")
+        raise DatasetError(f"Fashion-MNIST is incomplete in {root}: missing {', '.join(missing)}; {HOW_TO_GET}",
+                           setting="data_dir")
     arrays = {k: read_idx(root / f, 3 if k.endswith("images") else 1) for k, f in FILES.items()}
     sets = []
     for split in ("train", "test"):

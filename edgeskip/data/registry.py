@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeskip_runtime.errors import UsageError
+from edgeskip_runtime.registry import Registry
+
 from edgeskip.data.base import DatasetSplits, ImageSet, Normalization, split_train_val
-from edgeskip.registry import Registry
 
 Loader = Callable[[Path | None], tuple[ImageSet, ImageSet, int, list[str]]]
 DATASETS: Registry[Loader] = Registry("dataset")
@@ -39,6 +41,6 @@ def load_dataset(
     train, val = split_train_val(train_full, val_fraction, seed)
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"--limit must be positive, got {limit}")
+            raise UsageError(f"limit must be positive, got {limit}", setting="limit")
         train, val, test = (s.subset(slice(0, limit)) for s in (train, val, test))
     return DatasetSplits(name, train, val, test, num_classes, Normalization.fit(train.images), classes)

@@ -176,7 +176,7 @@ def probe_board(runner: SSHRunner, *, python: str = "python3", dir: str = "/opt/
 
 def match_targets(facts: BoardFacts) -> list[TargetMatch]:
     """Registered targets whose architecture family matches, exact (core topology too) ones first."""
-    from targets import get_target, list_targets
+    from edgeskip.targets import get_target, list_targets
 
     clusters = facts.clusters()
     matches: list[TargetMatch] = []

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from edgeskip_runtime.arch import arch_family
 from edgeskip_runtime.bundle import Bundle
+from edgeskip_runtime.errors import EdgeskipError
 
 from edgeskip.deploy.services import ServiceSettings, get_service_manager
 from edgeskip.deploy.ssh import SSHError, SSHRunner, q
@@ -40,7 +41,7 @@ DEFAULT_DIR = "/opt/edgeskip"
 DEFAULT_READY_TIMEOUT = 60.0
 
 
-class DeployError(RuntimeError):
+class DeployError(EdgeskipError, RuntimeError):
     """The deploy or rollback was refused or failed; the message says what the board is serving now."""
 
 
@@ -60,11 +61,11 @@ class LocalBundle:
         bundle = Bundle.open(path, check_arch=False)
         manifest_bytes = (bundle.path / "manifest.json").read_bytes()
         files = {}
-        for name, entry in bundle.manifest["files"].items():
+        for name, digest in bundle.manifest.files.items():
             if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*", name) or \
                     ".." in name.split("/"):
                 raise DeployError(f"bundle {bundle.path} lists a file with an unsafe name {name!r}; rebuild it")
-            files[name] = entry["sha256"] if isinstance(entry, dict) else entry
+            files[name] = digest
         files["manifest.json"] = hashlib.sha256(manifest_bytes).hexdigest()
         return cls(bundle.path, files["manifest.json"][:12], bundle.arch, bundle.target_name, files)
 
@@ -171,7 +172,8 @@ def saved_settings(runner: SSHRunner, dir: str) -> ServiceSettings:
         return ServiceSettings.from_dict(json.loads(out.stdout))
     except (json.JSONDecodeError, TypeError, ValueError) as e:
         raise DeployError(f"{runner.target}:{dir}/service.json is missing or unreadable (was this board deployed "
-                          "to with a service?); pass --service/--service-command, or --no-service") from e
+                          "to with a service?); name the service manager, or deploy with no service",
+                          setting="service") from e
 
 
 def _upload(runner: SSHRunner, local: LocalBundle, staging: str, dir: str) -> None:
@@ -200,11 +202,8 @@ def _upload(runner: SSHRunner, local: LocalBundle, staging: str, dir: str) -> No
 def _mismatches(runner: SSHRunner, where: str, local: LocalBundle) -> list[str]:
     """Hash the files on the board (sha256sum, else python3 hashlib) and list those that differ."""
     names = " ".join(q(n) for n in local.files)
-    script = (f"cd {q(where)} || exit 0; if command -v sha256sum >/dev/null 2>&1; then sha256sum -- {names}; "
-              "else python3 -c 'import hashlib, sys\nfor n in sys.argv[1:]:\n    try:\n"
-              "        print(hashlib.sha256(open(n, \"rb\").read()).hexdigest() + \"  \" + n)\n"
-              f"    except OSError:\n        pass' {names}; fi; true")
-    out = runner.run(script, what="verifying the checksums on the board").stdout
+    out = runner.run(f"sh -s -- {q(where)} {names}", stdin=board_script("checksums.sh").encode(),
+                     what="verifying the checksums on the board").stdout
     found = {}
     for line in out.splitlines():
         digest, _, name = line.partition("  ")
@@ -225,114 +224,31 @@ def _cleanup(runner: SSHRunner, path: str) -> None:
         runner.run(f"rm -rf {q(path)}", what="cleaning up", timeout=60)
 
 
-# The transaction, run on the board with `setsid nohup` so that it finishes even if ssh drops.
-_TRANSACTION = r"""
-set -u
-DIR=%(dir)s; MODE=%(mode)s; NEW=%(new)s; TIMEOUT=%(timeout)d; PORT=%(port)d; PY=%(python)s
-SERVICE=%(service)d; STATUS=%(status)s
-SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
-cd "$DIR" || exit 1
-
-finish() {  # STATE MESSAGE, written atomically: the client waits for this file
-  { echo "state=$1"; echo "current=$(readlink current 2>/dev/null)"; echo "previous=$(readlink previous 2>/dev/null)"
-    echo "message=$2"; } > "$STATUS.tmp" && mv -f "$STATUS.tmp" "$STATUS"
-}
-swap() { mv -T "$1" "$2" 2>/dev/null || "$PY" -c 'import os, sys; os.replace(sys.argv[1], sys.argv[2])' "$1" "$2"; }
-setlink() {  # NAME TARGET: repoint NAME atomically (remove it when TARGET is empty)
-  if [ -z "$2" ]; then rm -f "$1"; else ln -sfn "$2" ".$1.tmp" && swap ".$1.tmp" "$1"; fi
-}
-running() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
-probe() {
-  url="http://127.0.0.1:$PORT/v2/health/ready"
-  if command -v curl >/dev/null 2>&1; then curl -fsS -m 2 -o /dev/null "$url" 2>/dev/null
-  else "$PY" -c 'import sys, urllib.request; sys.exit(urllib.request.urlopen(sys.argv[1], timeout=2).status != 200)' \
-    "$url" 2>/dev/null; fi
-}
-wait_ready() {  # 0 ready, 1 not ready in time, 2 the server exited
-  end=$(( $(date +%%s) + TIMEOUT ))
-  while [ "$(date +%%s)" -lt "$end" ]; do
-    probe && return 0
-    if ! svc_alive; then sleep 0.3; probe && return 0; return 2; fi
-    sleep 0.3
-  done
-  return 1
-}
-%(functions)s
-# One deploy or rollback at a time; a lock whose owner is gone is stale.
-if ! mkdir .lock 2>/dev/null; then
-  other=$(cat .lock/pid 2>/dev/null)
-  if [ -n "$other" ] && running "$other"; then
-    finish busy "another deploy or rollback (pid $other) is running on the board; try again when it is done"; exit 0
-  fi
-  rm -rf .lock; mkdir .lock || { finish busy "could not take the lock $DIR/.lock"; exit 0; }
-fi
-echo $$ > .lock/pid
-trap 'rm -rf "$DIR/.lock"' EXIT
-trap 'exit 1' INT TERM
-
-old_cur=$(readlink current 2>/dev/null || true)
-old_prev=$(readlink previous 2>/dev/null || true)
-if [ "$MODE" = rollback ]; then
-  if [ -z "$old_prev" ] || [ ! -d "$old_prev" ]; then
-    finish failed "there is no previous bundle to roll back to"; exit 0
-  fi
-  target=$old_prev; new_prev=$old_cur
-else
-  target=$NEW
-  if [ "$old_cur" = "$NEW" ]; then new_prev=$old_prev; else new_prev=$old_cur; fi
-fi
-
-if [ "$SERVICE" = 1 ]; then
-  if ! out=$(svc_install 2>&1); then
-    finish failed "could not install the service: $(echo "$out" | tail -n 3 | tr '\n' ' ')"; exit 0
-  fi
-  printf '%%s\n' %(settings_json)s > service.json.tmp && mv -f service.json.tmp service.json
-fi
-# previous first, then current: a crash in between leaves both naming what serves now.
-if ! { setlink previous "$new_prev" && setlink current "$target"; }; then
-  setlink current "$old_cur"; setlink previous "$old_prev"; finish failed "could not switch the links in $DIR"; exit 0
-fi
-if [ "$SERVICE" != 1 ]; then finish switched "current is $target (no service was restarted)"; exit 0; fi
-
-svc_stop
-if probe; then  # something else answers on the port: a "ready" from it would prove nothing
-  setlink current "$old_cur"; setlink previous "$old_prev"; [ -z "$old_cur" ] || svc_start
-  finish failed "port $PORT still answers after the service was stopped: another server holds it (stop it, or \
-use --port)"
-  exit 0
-fi
-svc_start; wait_ready; rc=$?
-if [ $rc = 0 ]; then
-  if [ "$MODE" = deploy ]; then  # keep only what current and previous name
-    for b in bundles/*; do [ "$b" = "$target" ] || [ "$b" = "$new_prev" ] || rm -rf "$b"; done
-  fi
-  finish ready "$target is serving on port $PORT"; exit 0
-fi
-if [ $rc = 2 ]; then why="the server exited"; else why="it was not ready within ${TIMEOUT} s"; fi
-svc_log > "$STATUS.log" 2>&1
-setlink current "$old_cur"; setlink previous "$old_prev"
-svc_stop
-if [ -z "$old_cur" ]; then
-  finish failed "$target did not become ready ($why); nothing was deployed before, so the service is stopped"; exit 0
-fi
-back="rolled back to"; [ "$MODE" = deploy ] || back="went back to"
-svc_start
-if wait_ready; then finish rolled-back "$target did not become ready ($why); $back $old_cur, which is serving again"
-else finish rollback-failed "$target did not become ready ($why); $back $old_cur, but it is not ready either"; fi
-"""
+SCRIPTS = Path(__file__).resolve().parent / "sh"  # the board-side shell programs (package data)
 
 
-def transaction_script(dir: str, mode: str, new: str, settings: ServiceSettings | None, ready_timeout: float,
-                       status: str) -> str:
-    """The shell script that switches (``mode`` deploy or rollback) on the board; no service if ``settings`` is None."""
+def board_script(name: str) -> str:
+    """The text of one of the board-side shell programs in ``edgeskip/deploy/sh/``."""
+    return (SCRIPTS / name).read_text()
+
+
+def shell_assignments(env: dict[str, str]) -> str:
+    """``K='v' ...``: variables for one command on the board, each value quoted for sh."""
+    return " ".join(f"{k}={q(v)}" for k, v in env.items())
+
+
+def transaction_program(dir: str, mode: str, new: str, settings: ServiceSettings | None, ready_timeout: float,
+                        status: str) -> tuple[str, dict[str, str]]:
+    """The transaction (``mode`` deploy or rollback) as run on the board: the service manager's functions
+    followed by ``transaction.sh``, and the environment that gives it its values. No service if ``settings``
+    is None."""
     manager = get_service_manager(settings) if settings else None
-    return _TRANSACTION % {
-        "dir": q(dir), "mode": q(mode), "new": q(new), "timeout": max(1, round(ready_timeout)),
-        "port": settings.port if settings else 0, "python": q(settings.board_python if settings else "python3"),
-        "service": int(manager is not None), "status": q(status),
-        "settings_json": q(settings.to_json() if settings else "{}"),
-        "functions": manager.shell_functions() if manager else "svc_alive() { true; }",
-    }
+    script = board_script(manager.script if manager else "service_none.sh") + board_script("transaction.sh")
+    env = {"DIR": dir, "MODE": mode, "NEW": new, "TIMEOUT": str(max(1, round(ready_timeout))),
+           "PORT": str(settings.port if settings else 0), "PY": settings.board_python if settings else "python3",
+           "SERVICE": "1" if manager else "0", "STATUS": status,
+           "SETTINGS_JSON": settings.to_json() if settings else "{}", **(manager.environment() if manager else {})}
+    return script, env
 
 
 def _transaction(runner: SSHRunner, dir: str, mode: str, new: str, settings: ServiceSettings | None,
@@ -340,18 +256,10 @@ def _transaction(runner: SSHRunner, dir: str, mode: str, new: str, settings: Ser
     token = f"{mode}-{secrets.token_hex(4)}"
     txn = f"{dir}/.txn"
     status = f"{txn}/{token}.status"
-    script = transaction_script(dir, mode, new, settings if service else None, ready_timeout, status)
-    # Write the script, start it detached, then wait here for its status file. If this ssh session
+    script, env = transaction_program(dir, mode, new, settings if service else None, ready_timeout, status)
+    # launch.sh writes the script, starts it detached, then waits for its status file. If this ssh session
     # drops, only the waiting stops; the transaction runs to its end on the board.
-    launcher = (f"set -e; mkdir -p {q(txn)}; cat > {q(txn + '/' + token + '.sh')}; S=; "
-                "command -v setsid >/dev/null 2>&1 && S=setsid; "
-                f"$S nohup sh {q(txn + '/' + token + '.sh')} > {q(txn + '/' + token + '.out')} 2>&1 < /dev/null & "
-                f"pid=$!; set +e; "
-                f"while [ ! -f {q(status)} ] && kill -0 $pid 2>/dev/null && "
-                "[ \"$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -c1)\" != Z ]; do sleep 0.2; done; "
-                f"if [ -f {q(status)} ]; then cat {q(status)}; echo 'log<<'; cat {q(status + '.log')} 2>/dev/null; "
-                f"else echo 'state=died'; echo 'log<<'; tail -n 5 {q(txn + '/' + token + '.out')}; fi; "
-                f"rm -f {q(txn)}/{q(token)}.*")
+    launcher = f"{shell_assignments({**env, 'TXN': txn, 'TOKEN': token})} sh -c {q(board_script('launch.sh'))}"
     try:
         result = runner.run(launcher, stdin=script.encode(), timeout=3 * ready_timeout + 120,
                             what=f"the {mode} transaction")

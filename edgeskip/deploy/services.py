@@ -21,10 +21,12 @@ import re
 import string
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from edgeskip_runtime.errors import UsageError
+from edgeskip_runtime.registry import Registry
 
 from edgeskip.deploy.ssh import q
-from edgeskip.registry import Registry
 
 UNIT_NAME = "edgeskip.service"
 PLACEHOLDERS = ("current", "dir", "host", "port", "python")
@@ -44,14 +46,15 @@ class ServiceSettings:
 
     def __post_init__(self) -> None:
         if not self.dir.startswith("/") or re.search(r"[\s'\"\\$`%]", self.dir):
-            raise ValueError(f"--dir {self.dir!r} must be an absolute path without spaces, quotes or $")
+            raise UsageError(f"board directory {self.dir!r} must be an absolute path without spaces, quotes or $",
+                             setting="dir")
         if not 0 < self.port < 65536:
-            raise ValueError(f"--port {self.port} is not a TCP port")
+            raise UsageError(f"port {self.port} is not a TCP port", setting="port")
         if self.command is not None:
             fields = {f for _, f, _, _ in string.Formatter().parse(self.command) if f is not None}
             unknown = fields - set(PLACEHOLDERS)
             if unknown:
-                raise ValueError(f"--service-command uses unknown placeholders {sorted(unknown)}; known: "
+                raise UsageError(f"the service command uses unknown placeholders {sorted(unknown)}; known: "
                                  f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)} (write {{{{ for a brace)")
 
     @property
@@ -71,15 +74,19 @@ class ServiceSettings:
 class ServiceManager(ABC):
     """Shell functions (``svc_install``, ``svc_stop``, ``svc_start``, ``svc_alive``, ``svc_log``) for one manager.
 
-    They run inside the deploy transaction with ``$DIR`` (the deploy directory), ``$PY``
-    (the board's python) and ``$SUDO`` (empty for root, else ``sudo -n``) set.
+    They are a shell file (``script``) sent in front of ``transaction.sh``, which sets ``$DIR`` (the deploy
+    directory), ``$PY`` (the board's python) and ``$SUDO`` (empty for root, else ``sudo -n``); their own values
+    come from :meth:`environment`.
     """
+
+    script: ClassVar[str]  # its functions, a file in edgeskip/deploy/sh/
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
 
     @abstractmethod
-    def shell_functions(self) -> str: ...
+    def environment(self) -> dict[str, str]:
+        """The values ``script`` reads from its environment."""
 
 
 SERVICE_MANAGERS: Registry[type[ServiceManager]] = Registry("service manager")
@@ -97,6 +104,8 @@ def list_service_managers() -> list[str]:
 class SystemdService(ServiceManager):
     """``edgeskip.service``: ``edgeskip-runtime serve DIR/current`` restarted on failure and at boot."""
 
+    script = "service_systemd.sh"
+
     def unit_lines(self) -> list[str]:
         """The unit file; ``@EXE@`` and ``@USER@`` are filled in on the board (it knows its PATH and user)."""
         s = self.settings
@@ -107,44 +116,19 @@ class SystemdService(ServiceManager):
                 f"WorkingDirectory={s.dir}", f"ExecStart=@EXE@ {serve}", "ExecReload=/bin/kill -HUP $MAINPID",
                 "Restart=on-failure", "RestartSec=2", "", "[Install]", "WantedBy=multi-user.target"]
 
-    def shell_functions(self) -> str:
-        unit = f"/etc/systemd/system/{UNIT_NAME}"
-        lines = " ".join(q(line) for line in self.unit_lines())
-        explicit = q(self.settings.python or "")
-        return f"""
-svc_exe() {{  # the server's command: --python if given, else edgeskip-runtime on PATH, else python3 -m
-  if [ -n {explicit} ]; then echo "$(command -v {explicit}) -m edgeskip_runtime.cli"
-  elif command -v edgeskip-runtime >/dev/null 2>&1; then command -v edgeskip-runtime
-  elif command -v python3 >/dev/null 2>&1; then echo "$(command -v python3) -m edgeskip_runtime.cli"
-  else echo "neither edgeskip-runtime nor python3 is on PATH" >&2; return 1; fi
-}}
-svc_install() {{
-  if ! command -v systemctl >/dev/null 2>&1; then
-    echo "systemctl not found: this board has no systemd (use --service command)" >&2; return 1
-  fi
-  exe=$(svc_exe) || return 1
-  user=$(id -un)
-  printf '%s\\n' {lines} | sed -e "s|@EXE@|$exe|" -e "s|@USER@|$user|" > "$DIR/.txn/unit.tmp" || return 1
-  $SUDO cp "$DIR/.txn/unit.tmp" {unit}.tmp && $SUDO chmod 0644 {unit}.tmp && $SUDO mv -f {unit}.tmp {unit} \\
-    && $SUDO systemctl daemon-reload && $SUDO systemctl enable --quiet {UNIT_NAME}
-}}
-svc_stop() {{ $SUDO systemctl stop {UNIT_NAME} 2>/dev/null || true; }}
-svc_start() {{ $SUDO systemctl restart {UNIT_NAME}; }}
-svc_alive() {{ systemctl is-active --quiet {UNIT_NAME}; }}
-svc_log() {{
-  journalctl -u {UNIT_NAME} -n 20 --no-pager -o cat 2>/dev/null \
-    || $SUDO journalctl -u {UNIT_NAME} -n 20 --no-pager -o cat
-}}
-"""
+    def environment(self) -> dict[str, str]:
+        return {"UNIT": UNIT_NAME, "UNIT_TEXT": "\n".join(self.unit_lines()), "SVC_PYTHON": self.settings.python or ""}
 
 
 @SERVICE_MANAGERS.register("command")
 class CommandService(ServiceManager):
     """A user-given command run with ``setsid nohup``: pid in ``DIR/edgeskip.pid``, output in ``DIR/service.log``."""
 
+    script = "service_command.sh"
+
     def __init__(self, settings: ServiceSettings) -> None:
         if not settings.command:
-            raise ValueError("the command service manager needs --service-command, e.g. "
+            raise UsageError("the command service manager needs a service command, e.g. "
                              "'python3 -m edgeskip_runtime.cli serve {current} --port {port}'")
         super().__init__(settings)
 
@@ -154,35 +138,13 @@ class CommandService(ServiceManager):
                   "python": s.board_python}
         return (s.command or "").format(**{k: q(v) for k, v in values.items()})
 
-    def shell_functions(self) -> str:
-        cmd = q(self.command_line())
-        return f"""
-svc_install() {{ :; }}
-svc_pid() {{ p=$(cat "$DIR/edgeskip.pid" 2>/dev/null); case "$p" in ''|*[!0-9]*) return 1;; esac; echo "$p"; }}
-svc_stop() {{  # the whole process group (setsid made the server its leader), TERM then KILL after 10 s
-  p=$(svc_pid) || {{ rm -f "$DIR/edgeskip.pid"; return 0; }}
-  kill -TERM "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null
-  i=0; while running "$p" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-  running "$p" && {{ kill -KILL "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null; sleep 0.2; }}
-  rm -f "$DIR/edgeskip.pid"
-}}
-svc_start() {{
-  echo "--- $(date) starting $(readlink "$DIR/current")" >> "$DIR/service.log"
-  S=; command -v setsid >/dev/null 2>&1 && S=setsid
-  # a subshell, so the server is not this script's child (it is reaped by init, never left a zombie)
-  ( cd "$DIR" && $S nohup sh -c {cmd} >> "$DIR/service.log" 2>&1 < /dev/null &
-    echo $! > "$DIR/edgeskip.pid.tmp" && mv -f "$DIR/edgeskip.pid.tmp" "$DIR/edgeskip.pid" )
-}}
-svc_alive() {{ p=$(svc_pid) && running "$p"; }}
-svc_log() {{  # what the last start wrote (each start begins with a "--- " line)
-  awk '/^--- /{{n = 0}} {{line[n++] = $0}} END {{for (i = (n > 20 ? n - 20 : 0); i < n; i++) print line[i]}}' \
-    "$DIR/service.log" 2>/dev/null
-}}
-"""
+    def environment(self) -> dict[str, str]:
+        return {"SVC_COMMAND": self.command_line()}
 
 
 def _systemd_quote(arg: str) -> str:
     # systemd splits ExecStart like a shell (double quotes group); @ and | would clash with the sed above.
     if re.search(r"[\"\\|@\n%$]", arg):
-        raise ValueError(f"--serve-arg {arg!r} contains a character systemd or the unit template cannot carry")
+        raise UsageError(f"server argument {arg!r} contains a character systemd or the unit template cannot carry",
+                         setting="serve_arg")
     return f'"{arg}"' if re.search(r"\s", arg) else arg

@@ -14,10 +14,12 @@ import subprocess
 from dataclasses import dataclass
 from typing import IO
 
+from edgeskip_runtime.errors import EdgeskipError, UsageError
+
 DEFAULT_CONNECT_TIMEOUT = 10
 
 
-class SSHError(RuntimeError):
+class SSHError(EdgeskipError, RuntimeError):
     """ssh could not run a command on the board (base class; the message says what to do)."""
 
 
@@ -66,11 +68,11 @@ class SSHTarget:
             host, port_text = rest, None
         if port_text is not None:
             if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-                raise ValueError(f"bad board address {text!r}: the port must be 1..65535")
+                raise UsageError(f"bad board address {text!r}: the port must be 1..65535")
             port = int(port_text)
         if not host or host.startswith("-") or any(c.isspace() for c in host) or (user is not None and (
                 not user or user.startswith("-") or any(c.isspace() for c in user))):
-            raise ValueError(f"bad board address {text!r}: expected user@host[:port]")
+            raise UsageError(f"bad board address {text!r}: expected user@host[:port]")
         return cls(host, user or None, port)
 
     @property
@@ -113,7 +115,8 @@ class SSHRunner:
     def __post_init__(self) -> None:
         for opt in self.options:
             if "=" not in opt or opt.startswith("=") or any(c in opt for c in "\n\r"):
-                raise ValueError(f"bad --ssh-option {opt!r}: expected KEY=VALUE (e.g. IdentitiesOnly=yes)")
+                raise UsageError(f"bad ssh option {opt!r}: expected KEY=VALUE (e.g. IdentitiesOnly=yes)",
+                                 setting="ssh_option")
 
     def argv(self, remote: str) -> list[str]:
         args = [self.ssh]
@@ -156,17 +159,17 @@ class SSHRunner:
     def _raise_ssh_failure(self, err: str, what: str) -> None:
         low = err.lower()
         reason = _last_lines(err, 1) or "ssh exited with status 255"
-        key = f"--identity {self.identity}" if self.identity else "your ssh-agent / ~/.ssh keys"
+        key = f"identity file {self.identity}" if self.identity else "your ssh-agent / ~/.ssh keys"
         if any(s in low for s in _HOSTKEY):
             raise SSHHostKeyError(
                 f"the host key of {self.target} is unknown or has changed ({reason}). Check it and add it to "
-                "known_hosts (e.g. `ssh` to the board once), or pass --accept-new-host-key to trust a board "
-                "seen for the first time")
+                "known_hosts (e.g. `ssh` to the board once), or choose to accept the key of a board seen for "
+                "the first time", setting="accept_new_host_key")
         if any(s in low for s in _AUTH):
             raise SSHAuthError(
                 f"authentication to {self.target} failed: the board refused the key ({key}). Passwords are "
-                "never tried (BatchMode); install your public key on the board (ssh-copy-id) or pass --identity "
-                f"FILE. ssh said: {reason}")
+                "never tried (BatchMode); install your public key on the board (ssh-copy-id) or name an identity "
+                f"file. ssh said: {reason}", setting="identity")
         if any(s in low for s in _UNREACHABLE):
             raise SSHUnreachable(f"cannot reach the board {self.target}: {reason}. Check the address, the port "
                                  "and that sshd runs on the board")

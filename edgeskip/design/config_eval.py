@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from edgeskip_runtime.errors import UsageError
 from torch import nn
 
+from edgeskip.accuracy import Evaluation, evaluate
 from edgeskip.data.base import DatasetSplits, ImageSet
-from edgeskip.design.evaluate import Evaluation, evaluate
 from edgeskip.gating import GatedModel, SkipConfig
 
 SPLITS = ("val", "test")
@@ -36,7 +37,7 @@ class ConfigEvaluator:
 
     def split(self, name: str) -> ImageSet:
         if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; use one of {SPLITS}")
+            raise UsageError(f"unknown split {name!r}; use one of {SPLITS}", setting="split")
         return getattr(self.data, name)
 
     def evaluation(self, mask: Sequence[int] | SkipConfig, split: str = "val") -> Evaluation:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from edgeskip_runtime.errors import UsageError
+from edgeskip_runtime.pareto import ConfigPoint, ParetoFront, hypervolume, pareto_filter
 from edgeskip_runtime.stats import LatencyStats
 
 from edgeskip.design.config_eval import ConfigEvaluator, all_masks
 from edgeskip.design.latency import measure_torch_latency
-from edgeskip.design.pareto import ConfigPoint, ParetoFront, hypervolume, pareto_filter
 from edgeskip.gating import SkipConfig
 from edgeskip.models.cost import MacProfile
 from edgeskip.progress import progress_bar
@@ -61,7 +62,7 @@ def build_pareto(evaluator: ConfigEvaluator, order: list[int], costs: MacProfile
     if exhaustive is None:
         exhaustive = 2**n <= EXHAUSTIVE_LIMIT
     if exhaustive and 2**n > EXHAUSTIVE_LIMIT:
-        raise ValueError(f"exhaustive search over 2^{n} masks is too large (limit {EXHAUSTIVE_LIMIT})")
+        raise UsageError(f"exhaustive search over 2^{n} masks is too large (limit {EXHAUSTIVE_LIMIT})")
     cand_masks = candidates_from_order(order)
     # One timing run (round-robin) over every mask that is evaluated, so that candidates and the
     # exhaustive set share one latency scale on a machine whose speed drifts.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeskip.design.pareto import ConfigPoint
+from edgeskip_runtime.pareto import ConfigPoint
+
 from edgeskip.plotting import finish, plt, save_png
 
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from edgeskip_runtime.registry import Registry
 
 from edgeskip.design.config_eval import ConfigEvaluator
 from edgeskip.gating import SkipConfig
 from edgeskip.progress import progress_bar
-from edgeskip.registry import Registry
 
 SCHEMA = "edgeskip.sensitivity/1"
 

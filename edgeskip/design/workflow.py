@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeskip.atomic import write_json
+from edgeskip_runtime.atomic import write_json
+from edgeskip_runtime.errors import FileFormatError, UsageError
+
 from edgeskip.data import DatasetSplits, load_dataset
 from edgeskip.design import figure1 as fig1
 from edgeskip.design.config_eval import ConfigEvaluator
@@ -45,7 +47,7 @@ def open_session(checkpoint_path: str | Path, options: DataOptions) -> Session:
     data = load_dataset(ck.dataset, options.data_dir, val_fraction=cfg.get("val_fraction", 0.1),
                         seed=cfg.get("seed", 0), limit=options.limit)
     if list(data.image_shape) != list(ck.input_shape):
-        raise ValueError(f"dataset {ck.dataset} gives images of shape {data.image_shape}, "
+        raise UsageError(f"dataset {ck.dataset} gives images of shape {data.image_shape}, "
                          f"the checkpoint expects {tuple(ck.input_shape)}")
     data.normalization = ck.normalization  # evaluate exactly as trained
     return Session(ck, data, ConfigEvaluator(ck.build_model(), data, device=options.device))
@@ -75,15 +77,15 @@ def load_sensitivity(path: str | Path, num_blocks: int, model: str) -> dict[str,
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"sensitivity file {path} does not exist; run `edgeskip sensitivity` first") from None
+        raise FileFormatError(f"sensitivity file {path} does not exist; run `edgeskip sensitivity` first") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+        raise FileFormatError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(doc, dict) or doc.get("schema") != SENSITIVITY_SCHEMA:
-        raise ValueError(f"{path} is not an {SENSITIVITY_SCHEMA} file")
+        raise FileFormatError(f"{path} is not an {SENSITIVITY_SCHEMA} file")
     if doc.get("skippable_blocks") != num_blocks or sorted(doc.get("order", [])) != list(range(num_blocks)):
-        raise ValueError(f"{path} ranks {doc.get('skippable_blocks')} blocks, the model has {num_blocks}")
+        raise FileFormatError(f"{path} ranks {doc.get('skippable_blocks')} blocks, the model has {num_blocks}")
     if doc.get("model") != model:
-        raise ValueError(f"{path} was made for model {doc.get('model')!r}, the checkpoint is {model!r}")
+        raise FileFormatError(f"{path} was made for model {doc.get('model')!r}, the checkpoint is {model!r}")
     return doc
 
 
@@ -113,7 +115,7 @@ def figure1(checkpoints: dict[str, str | Path], out: str | Path, options: DataOp
             seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Figure 1 for several checkpoints (label -> path); writes ``out`` (JSON) and the PNG beside it."""
     if draws < 1:
-        raise ValueError(f"draws must be positive, got {draws}")
+        raise UsageError(f"draws must be positive, got {draws}", setting="draws")
     models = []
     n_samples = None
     for label, path in checkpoints.items():

@@ -14,12 +14,17 @@ from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
+from edgeskip_runtime.errors import EdgeskipError, UsageError
 from edgeskip_runtime.server.http11 import Connection, ProtocolError, request_bytes
 
 _FP32 = np.dtype("<f4")
 
 
-class ServerUnreachable(ConnectionError):
+class ServerError(EdgeskipError, ValueError):
+    """The server answered, and refused: its message says why."""
+
+
+class ServerUnreachable(EdgeskipError, ConnectionError):
     """The server did not answer; the message names the URL."""
 
 
@@ -29,7 +34,7 @@ class OIPClient:
         (for latency benchmarks: see ``http11.Connection``); it keeps a CPU busy meanwhile."""
         u = urlparse(url if "://" in url else f"http://{url}")
         if u.scheme != "http" or not u.hostname:
-            raise ValueError(f"server URL must look like http://HOST:PORT, got {url!r}")
+            raise UsageError(f"server URL must look like http://HOST:PORT, got {url!r}")
         self.url = f"http://{u.hostname}:{u.port or 80}"
         self.host, self.port = u.hostname, u.port or 80
         self.timeout_s = timeout_s
@@ -88,7 +93,7 @@ class OIPClient:
     def get_json(self, path: str) -> dict[str, Any]:
         status, _, body = self.request("GET", path)
         if status != 200:
-            raise ValueError(f"GET {path} answered {status}: {body[:200]!r}")
+            raise ServerError(f"GET {path} answered {status}: {body[:200]!r}")
         return json.loads(body)
 
     def model_name(self) -> str:
@@ -105,7 +110,7 @@ class OIPClient:
                                        json.dumps({"parameters": parameters}).encode())
         doc = json.loads(body)
         if status != 200:
-            raise ValueError(doc.get("error", f"load answered {status}"))
+            raise ServerError(doc.get("error", f"load answered {status}"))
         return doc
 
     def infer_uint8(self, model: str, image: np.ndarray, *, priority: int | None = None,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from edgeskip_runtime.errors import UsageError
 
 from edgeskip.evaluation.bench import Inputs, Record
 from edgeskip.evaluation.client import OIPClient, energy_between, parse_metrics
@@ -117,7 +118,7 @@ class InProcessDriver:
         self.engine = InferenceEngine(bundle, policy="static", pin=pin, decision_log=DecisionLog(decision_log))
         self.engine.calibrate_in_process()
         self.model = self.engine.model_name
-        self.dataset = self.engine.current.bundle.manifest.get("dataset")
+        self.dataset = self.engine.current.bundle.manifest.dataset
 
     def configs(self) -> dict[str, Any]:
         return self.engine.configs()
@@ -177,5 +178,5 @@ def open_driver(target: str, *, pin: bool = False, decision_log: str | Path | No
     if Path(target).is_dir():
         return InProcessDriver(target, pin=pin, decision_log=decision_log)
     if "://" not in target and (Path(target).exists() or "/" in target or target.startswith(".")):
-        raise ValueError(f"{target} is neither a bundle directory nor a server URL (http://HOST:PORT)")
+        raise UsageError(f"{target} is neither a bundle directory nor a server URL (http://HOST:PORT)")
     return HTTPDriver(target)

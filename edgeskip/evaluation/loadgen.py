@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeskip_runtime.errors import UsageError
 
 from edgeskip.evaluation.bench import Inputs, Record, summarize
 from edgeskip.evaluation.client import OIPClient, energy_between, parse_metrics
@@ -27,7 +28,7 @@ def run_loadgen(client: OIPClient, model: str, inputs: Inputs, *, target_qps: fl
     try:
         import mlperf_loadgen as lg
     except ImportError as e:
-        raise ValueError("the loadgen workload needs MLPerf LoadGen: pip install mlcommons-loadgen") from e
+        raise UsageError("the loadgen workload needs MLPerf LoadGen: pip install mlcommons-loadgen") from e
     records: list[Record] = []
     lock = threading.Lock()
     pool = ThreadPoolExecutor(max_workers=senders)

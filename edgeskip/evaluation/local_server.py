@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from edgeskip_runtime.errors import EdgeskipError
+
 
 class LocalServer:
     def __init__(self, bundle: str | Path, *args: str, host: str = "127.0.0.1",
@@ -32,7 +34,7 @@ class LocalServer:
             self.preamble += line
         if started is None:
             self.proc.kill()
-            raise RuntimeError(f"the server did not start: {self.preamble}{line}{self.proc.stdout.read()}")
+            raise EdgeskipError(f"the server did not start: {self.preamble}{line}{self.proc.stdout.read()}")
         self.model, self.port, self.summary = started.group(1), int(started.group(2)), started.group(3)
         self.url = f"http://{host}:{self.port}"
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeskip.atomic import atomic_path, write_json
+from edgeskip_runtime.atomic import atomic_path, write_json
+
 from edgeskip.plotting import plt, save_png
 
 DROP_BINS = 60

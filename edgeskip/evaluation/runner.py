@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeskip_runtime.errors import UsageError
+
 from edgeskip.evaluation.bench import Inputs, Record, load_inputs, summarize, table1_ratios
 from edgeskip.evaluation.drivers import Driver, HTTPDriver, open_driver
 from edgeskip.evaluation.ideal import ideal_bound
@@ -158,7 +160,7 @@ def _run_single_or_compare(driver: Driver, target: str, opts: BenchOptions) -> d
     try:
         if opts.workload == "loadgen":
             if not isinstance(driver, HTTPDriver):
-                raise ValueError("the loadgen workload drives a server URL, not a bundle directory")
+                raise UsageError("the loadgen workload drives a server URL, not a bundle directory")
             from edgeskip.evaluation.loadgen import run_loadgen
 
             qps = opts.rate_hz or 1.0 / period_s
@@ -274,7 +276,7 @@ def run_sweep(driver: Driver, target: str, opts: BenchOptions) -> dict[str, Any]
     regimes = sweep_regimes()
     for name, chosen, known in (("policies", opts.policies, policies), ("regimes", opts.regimes, regimes)):
         if chosen and set(chosen) - set(known):
-            raise ValueError(f"unknown sweep {name} {sorted(set(chosen) - set(known))}; known: {sorted(known)}")
+            raise UsageError(f"unknown sweep {name} {sorted(set(chosen) - set(known))}; known: {sorted(known)}")
     policies = {k: v for k, v in policies.items() if not opts.policies or k in opts.policies}
     regimes = {k: v for k, v in regimes.items() if not opts.regimes or k in opts.regimes}
     inputs = load_inputs(opts.dataset or driver.dataset, opts.requests, opts.seed, opts.data_dir)

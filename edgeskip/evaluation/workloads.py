@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeskip.registry import Registry
+from edgeskip_runtime.errors import FileFormatError, UsageError
+from edgeskip_runtime.registry import Registry
 
 
 @dataclass
@@ -44,7 +45,7 @@ def _period(spec: WorkloadSpec) -> float:
         return spec.period_s
     if spec.rate_hz:
         return 1.0 / spec.rate_hz
-    raise ValueError("this workload needs --period-ms or --rate")
+    raise UsageError("this workload needs a request period or a rate", setting="period_ms")
 
 
 @WORKLOADS.register("paper")
@@ -112,16 +113,17 @@ def poisson(spec: WorkloadSpec) -> list[float]:
 @WORKLOADS.register("trace")
 def trace(spec: WorkloadSpec) -> list[float]:
     if spec.trace is None:
-        raise ValueError("the trace workload needs --trace FILE")
+        raise UsageError("the trace workload needs a trace file", setting="trace")
     try:
         text = Path(spec.trace).read_text()
     except OSError as e:
-        raise ValueError(f"cannot read trace {spec.trace}: {e}") from e
+        raise FileFormatError(f"cannot read trace {spec.trace}: {e}") from e
     try:
         values = json.loads(text) if text.lstrip().startswith("[") else [float(x) for x in text.split()]
         offsets = sorted(float(v) for v in values)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"trace {spec.trace} must hold numbers of seconds (one per line, or a JSON list): {e}") from e
+        raise FileFormatError(f"trace {spec.trace} must hold numbers of seconds (one per line, or a JSON list): "
+                              f"{e}") from e
     if not offsets or offsets[0] < 0:
-        raise ValueError(f"trace {spec.trace} is empty or has negative offsets")
+        raise FileFormatError(f"trace {spec.trace} is empty or has negative offsets")
     return [o - offsets[0] for o in offsets][: spec.n]

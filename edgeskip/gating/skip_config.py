@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from edgeskip_runtime.errors import EdgeskipError
 
 
-class SkipConfigError(ValueError):
+class SkipConfigError(EdgeskipError, ValueError):
     """A skip configuration has the wrong length, dtype or values."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from edgeskip_runtime.errors import UsageError
 from torch import nn
 
 from edgeskip.models.protocol import skippable_blocks
@@ -30,7 +31,7 @@ class MacProfile:
 
     def macs(self, mask: Sequence[int]) -> int:
         if len(mask) != len(self.blocks):
-            raise ValueError(f"mask has {len(mask)} entries, the model has {len(self.blocks)} skippable blocks")
+            raise UsageError(f"mask has {len(mask)} entries, the model has {len(self.blocks)} skippable blocks")
         return self.base + sum(m * b for m, b in zip(mask, self.blocks, strict=True))
 
 

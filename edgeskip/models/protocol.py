@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeskip_runtime.errors import EdgeskipError
 from torch import nn
 
 
-class ProtocolError(ValueError):
+class ProtocolError(EdgeskipError, ValueError):
     """The network does not follow a protocol that tells which blocks are skippable."""
 
 

@@ -20,16 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from edgeskip_runtime.atomic import atomic_path
+from edgeskip_runtime.errors import EdgeskipError
 from torch import nn
 
-from edgeskip.atomic import atomic_path
 from edgeskip.data.base import Normalization
 from edgeskip.models import create_model
 
 FORMAT = "edgeskip.checkpoint/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(EdgeskipError, RuntimeError):
     """A checkpoint is missing, corrupt or not an edgeskip checkpoint."""
 
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from edgeskip_runtime.registry import Registry
 from torch import nn
 
-from edgeskip.registry import Registry
 from edgeskip.training.stochastic_depth import apply_stochastic_depth
 
 

@@ -20,6 +20,7 @@ mini-batch, Huang et al.'s "batch" mode), which is what makes stochastic depth c
 from __future__ import annotations
 
 import torch
+from edgeskip_runtime.errors import UsageError
 from torch import nn
 
 from edgeskip.models.protocol import replace_module, residual_blocks
@@ -30,7 +31,7 @@ def survival_probability(l: int, num_blocks: int, p_last: float) -> float:  # no
     if not 1 <= l <= num_blocks:
         raise ValueError(f"block index {l} outside 1..{num_blocks}")
     if not 0.0 < p_last <= 1.0:
-        raise ValueError(f"p_last must be in (0, 1], got {p_last}")
+        raise UsageError(f"p_last must be in (0, 1], got {p_last}", setting="p_last")
     return 1.0 - (l / num_blocks) * (1.0 - p_last)
 
 

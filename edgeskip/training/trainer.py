@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from edgeskip_runtime.errors import UsageError
 from torch import nn
 
+from edgeskip.accuracy import evaluate
 from edgeskip.data import load_dataset
 from edgeskip.data.base import iterate_batches
-from edgeskip.design.evaluate import evaluate
 from edgeskip.models import create_model
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
@@ -51,11 +52,11 @@ class TrainConfig:
         RECIPES.get(self.recipe)
         SCHEDULES.get(self.schedule)
         if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+            raise UsageError(f"epochs must be at least 1, got {self.epochs}", setting="epochs")
         if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"batch size must be at least 1, got {self.batch_size}", setting="batch_size")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here")
+            raise UsageError("device cuda was asked for, but PyTorch sees no CUDA device here", setting="device")
 
 
 def metrics_log_path(out: Path) -> Path:
@@ -66,7 +67,7 @@ def _compatible(resumed: Checkpoint, config: TrainConfig) -> None:
     for key in ("model", "dataset", "recipe", "seed", "batch_size", "schedule", "lr"):
         old = resumed.train_config.get(key)
         if old != getattr(config, key):
-            raise ValueError(f"cannot resume: checkpoint was trained with {key}={old!r}, now {getattr(config, key)!r}")
+            raise UsageError(f"cannot resume: checkpoint was trained with {key}={old!r}, now {getattr(config, key)!r}")
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import platform
 
+from edgeskip_runtime.errors import UsageError
+
 _FAMILIES = {
     "x86_64": "x86_64", "amd64": "x86_64",
     "aarch64": "aarch64", "arm64": "aarch64",
@@ -45,7 +47,7 @@ def choose_driver(requested: str | None, family: str | None = None) -> tuple[str
     if requested is None:
         return "local-sync", None
     if requested not in DRIVERS:
-        raise ValueError(f"unknown driver {requested!r}; use one of {DRIVERS}")
+        raise UsageError(f"unknown driver {requested!r}; use one of {DRIVERS}", setting="driver")
     why = UNAVAILABLE_DRIVERS.get(family, {}).get(requested)
     if why is None:
         return requested, None

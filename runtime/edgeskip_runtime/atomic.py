@@ -1,9 +1,12 @@
-"""Atomic artifact writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic artifact writes: a reader sees the old file or the new one, never half of one.
+
+Directories (bundles) are swapped by :func:`replace_dir`, the one place that does it."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,3 +46,24 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     data = (json.dumps(obj, indent=2) + "\n").encode()
     atomic_write(path, lambda f: f.write(data))
+
+
+def replace_dir(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Put the finished directory ``new`` (a sibling of ``dest``) at ``dest``, replacing what is there.
+
+    The files of ``new`` are synced first, then two renames: ``dest`` to ``DEST.previous``, ``new`` to
+    ``dest``. A directory cannot be renamed over a non-empty one, so for a moment ``dest`` does not exist;
+    a crash in that moment leaves the complete old directory at ``DEST.previous``, never a mix of the two.
+    """
+    new, dest = Path(new), Path(dest)
+    for f in new.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    backup = dest.with_name(dest.name + ".previous")
+    if backup.exists():
+        shutil.rmtree(backup)
+    if dest.exists():
+        os.rename(dest, backup)
+    os.rename(new, dest)
+    shutil.rmtree(backup, ignore_errors=True)

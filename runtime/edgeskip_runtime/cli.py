@@ -13,8 +13,8 @@ import argparse
 import json
 import sys
 
-from edgeskip_runtime.bundle import Bundle, BundleError
-from edgeskip_runtime.pareto import ParetoFileError
+from edgeskip_runtime.bundle import Bundle
+from edgeskip_runtime.errors import EdgeskipError
 
 
 def _driver(requested: str | None) -> str:
@@ -35,7 +35,7 @@ def _info(args: argparse.Namespace) -> None:
     b = Bundle.open(args.bundle)
     print(json.dumps({"target": b.target_name, "arch": b.arch, "function": b.function,
                       "image": b.input("image").shape, "cfg": b.input("cfg").shape,
-                      "configs": len(b.pareto.get("configs", []))}, indent=2))
+                      "configs": len(b.pareto.configs)}, indent=2))
 
 
 def _profile(args: argparse.Namespace) -> None:
@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         args.run(args)
-    except (BundleError, ParetoFileError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except EdgeskipError as e:  # anything else is a bug: keep its traceback
+        hint = f" (option --{e.setting.replace('_', '-')})" if e.setting else ""
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 1
     return 0
 

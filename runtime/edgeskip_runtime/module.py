@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeskip_runtime.arch import DRIVERS
 from edgeskip_runtime.bundle import Bundle, BundleError
+from edgeskip_runtime.errors import EdgeskipError, UsageError
 from edgeskip_runtime.pinning import pin_current_thread, task_topology_flags
 
 # "caching" keeps freed device buffers for reuse: every taken gate branch allocates its result and
@@ -23,7 +24,7 @@ from edgeskip_runtime.pinning import pin_current_thread, task_topology_flags
 ALLOCATORS = ("caching", "default")
 
 
-class InputError(ValueError):
+class InputError(EdgeskipError, ValueError):
     """An image or cfg does not fit the compiled module."""
 
 
@@ -31,16 +32,16 @@ def _iree() -> Any:
     try:
         import iree.runtime as rt
     except ImportError as e:  # pragma: no cover - depends on the board's install
-        raise RuntimeError("the IREE runtime is not installed: pip install iree-base-runtime==3.13.0 "
+        raise EdgeskipError("the IREE runtime is not installed: pip install iree-base-runtime==3.13.0 "
                            "(armv7: build it from source, see docker/runtime-armhf.Dockerfile)") from e
     return rt
 
 
 def check_device_options(driver: str, allocator: str) -> None:
     if driver not in DRIVERS:
-        raise ValueError(f"unknown driver {driver!r}; use one of {DRIVERS}")
+        raise UsageError(f"unknown driver {driver!r}; use one of {DRIVERS}", setting="driver")
     if allocator not in ALLOCATORS:
-        raise ValueError(f"unknown allocator {allocator!r}; use one of {ALLOCATORS}")
+        raise UsageError(f"unknown allocator {allocator!r}; use one of {ALLOCATORS}", setting="allocator")
 
 
 def create_device(driver: str = "local-sync", allocator: str = "caching") -> Any:

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from edgeskip_runtime.atomic import write_json
+from edgeskip_runtime.errors import FileFormatError
 
 SCHEMA = "edgeskip.pareto/1"
 
 
-class ParetoFileError(ValueError):
+class ParetoFileError(FileFormatError):
     """A Pareto file is missing, corrupt, or inconsistent with its model."""
 
 

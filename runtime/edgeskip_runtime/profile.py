@@ -57,7 +57,7 @@ def profile_bundle(path: str | Path, *, driver: str = "local-sync", pin: bool = 
     """Measure every configuration of the bundle here and write the figures into its ``pareto.json``."""
     bundle = Bundle.open(path)
     model = CompiledModel(bundle, driver=driver, pin=pin)
-    front = ParetoFront.from_dict(bundle.pareto)
+    front = bundle.pareto
     stats = time_configs(model, [c.mask for c in front.configs], warmup=warmup, repeats=repeats)
     pinned = f" pinned to cores {model.pinned_cores}" if model.pinned_cores else ""
     source = (f"iree {driver} on {platform.machine()} ({cpu_model()}){pinned}, batch=1, "

@@ -29,8 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
+from edgeskip_runtime.errors import EdgeskipError
+from edgeskip_runtime.pareto import ParetoFront
 
-class PolicyError(ValueError):
+
+class PolicyError(EdgeskipError, ValueError):
     """Policy settings that cannot be met (e.g. no configuration left after filtering)."""
 
 
@@ -50,12 +53,13 @@ class OperatingPoint:
         object.__setattr__(self, "n_skipped", len(self.mask) - sum(self.mask))
 
     @classmethod
-    def from_pareto(cls, doc: dict[str, Any]) -> list[OperatingPoint]:
+    def from_front(cls, front: ParetoFront) -> list[OperatingPoint]:
+        """The operating points of a checked Pareto front (``ParetoFront.load`` validated it)."""
         points = []
-        for i, c in enumerate(doc["configs"]):
-            margin = c.get("val_margin")
-            points.append(cls(i, tuple(c["mask"]), float(c["val_accuracy"]), float(c["latency_ms"]),
-                              float(c.get("latency_p99_ms", c["latency_ms"])),
+        for i, c in enumerate(front.configs):
+            margin = c.extra.get("val_margin")
+            points.append(cls(i, tuple(c.mask), float(c.val_accuracy), float(c.latency_ms),
+                              float(c.extra.get("latency_p99_ms", c.latency_ms)),
                               None if margin is None else float(margin)))
         return points
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from edgeskip_runtime.policies.algorithm1 import Algorithm1Policy
-from edgeskip_runtime.policies.base import Decision, OperatingPoint, PolicySettings, Request, ServiceTime
+from edgeskip_runtime.policies.base import Decision, OperatingPoint, PolicyError, PolicySettings, Request, ServiceTime
 from edgeskip_runtime.policies.registry import register_policy
 
 RELAX_WINDOWS = 3
@@ -62,7 +62,7 @@ class PerformanceAwarePolicy(Algorithm1Policy):
                  service: ServiceTime | None = None) -> None:
         super().__init__(points, settings, service)
         if self.settings.quality_window < 1:
-            raise ValueError("quality_window must be at least 1")
+            raise PolicyError("quality_window must be at least 1")
         self.floor = self.last  # the shallowest configuration quality allows right now
         self._level_of: dict[str, int] = {}  # request id -> configuration it was served with
         self._reference: dict[int, float] = {}  # configuration -> learned reference margin

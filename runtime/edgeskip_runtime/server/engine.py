@@ -47,8 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeskip_runtime.bundle import Bundle
+from edgeskip_runtime.bundle import Bundle, BundleError
 from edgeskip_runtime.energy import EnergyMeter
+from edgeskip_runtime.errors import UsageError
 from edgeskip_runtime.module import CompiledModel, create_device
 from edgeskip_runtime.pinning import pin_current_thread
 from edgeskip_runtime.policies import OperatingPoint, Policy, PolicySettings, Request, create_policy
@@ -86,8 +87,7 @@ class Loaded:
 
     @property
     def vmfb_sha256(self) -> str | None:
-        entry = self.bundle.manifest.get("files", {}).get("model.vmfb", {})
-        return entry.get("sha256") if isinstance(entry, dict) else entry
+        return self.bundle.manifest.files.get("model.vmfb")
 
 
 @dataclass
@@ -123,7 +123,7 @@ class InferenceEngine:
                  decision_log: DecisionLog | None = None, sla_ms: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if max_queue < 0:
-            raise ValueError(f"max_queue must be >= 0, got {max_queue}")
+            raise UsageError(f"max_queue must be >= 0, got {max_queue}", setting="max_queue")
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
         self.configured_settings = settings or PolicySettings()  # what reloads override, field by field
         self.driver = driver
@@ -137,7 +137,7 @@ class InferenceEngine:
         self._device = create_device(driver)  # one for every bundle this engine loads: reloads do not grow it
         self.current = self._load(self.bundle_path, policy, self.configured_settings)
         self.metrics = ServerMetrics(self.current.model.num_gates,
-                                     EnergyMeter(self.current.bundle.manifest.get("target", {}).get("power")))
+                                     EnergyMeter(self.current.bundle.manifest.power))
         self.metrics.service = self.service
         self._lock = threading.Lock()  # policy state and admission
         self._in_flight = 0  # admitted and not finished: at most 1 + max_queue (under the lock)
@@ -156,15 +156,15 @@ class InferenceEngine:
     def _load(self, path: Path, policy_name: str, settings: PolicySettings) -> Loaded:
         bundle = Bundle.open(path)
         model = CompiledModel(bundle, driver=self.driver, pin=False, device=self._device)  # the runner pins itself
-        points = OperatingPoint.from_pareto(bundle.pareto)
+        points = OperatingPoint.from_front(bundle.pareto)
         if any(len(p.mask) != model.num_gates for p in points):
-            raise ValueError(f"pareto.json of {path} has masks of another length than the module's "
+            raise BundleError(f"pareto.json of {path} has masks of another length than the module's "
                              f"{model.num_gates} gates")
         cfg_arrays = {p.index: model.check_cfg(p.mask) for p in points}
         probe = np.zeros((1, *model.image_spec.shape[1:]), dtype=np.float32)
         out = model.infer(probe, points[0].mask)  # smoke test before it may serve
         if not np.isfinite(out).all():
-            raise ValueError(f"bundle {path} produced non-finite output on a zero image")
+            raise BundleError(f"bundle {path} produced non-finite output on a zero image")
         samples = []
         for i in range(CALIBRATION_WARMUP + CALIBRATION_RUNS):  # the no-skip module time on this machine
             t0 = time.perf_counter()
@@ -252,7 +252,7 @@ class InferenceEngine:
     # -- serving ---------------------------------------------------------------------------
     @property
     def model_name(self) -> str:
-        return str(self.current.bundle.manifest.get("model", "model"))
+        return self.current.bundle.manifest.model
 
     @property
     def policy_name(self) -> str:

@@ -41,6 +41,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from edgeskip_runtime.errors import EdgeskipError, UsageError
 from edgeskip_runtime.policies import PolicyError
 from edgeskip_runtime.server.engine import Dropped, InferenceEngine, Result
 from edgeskip_runtime.server.http11 import (
@@ -75,9 +76,15 @@ class EdgeskipHTTPServer(socketserver.ThreadingTCPServer):
     def __init__(self, address: tuple[str, int], engine: InferenceEngine, max_body_bytes: int = DEFAULT_MAX_BODY,
                  *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
-        if max_connections < 1 or idle_timeout_s <= 0:
-            raise ValueError("max_connections must be >= 1 and idle_timeout_s > 0")
-        super().__init__(address, Handler)
+        if max_connections < 1:
+            raise UsageError(f"max_connections must be >= 1, got {max_connections}", setting="max_connections")
+        if idle_timeout_s <= 0:
+            raise UsageError(f"idle_timeout_s must be > 0, got {idle_timeout_s}", setting="idle_timeout_s")
+        try:
+            super().__init__(address, Handler)
+        except OSError as e:  # the port is taken, or the address is not this machine's
+            raise EdgeskipError(f"cannot listen on {address[0]}:{address[1]}: {e.strerror or e}",
+                                setting="port") from e
         self.engine = engine
         self.max_body_bytes = max_body_bytes
         self.max_connections = max_connections
@@ -319,13 +326,13 @@ class Handler(socketserver.BaseRequestHandler):
         engine = self.server.engine
         b = engine.current.bundle
         image = b.input("image")
-        out = b.manifest.get("outputs", [{"name": "logits", "shape": [1, -1]}])[0]
+        out_shape = b.manifest.outputs[0].shape if b.manifest.outputs else (1, -1)
         return {"name": engine.model_name, "versions": ["1"], "platform": "iree-vmfb",
                 "inputs": [{"name": "image", "datatype": "FP32", "shape": [-1, *image.shape[1:]]}],
-                "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, *out["shape"][1:]]}],
+                "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, *out_shape[1:]]}],
                 "parameters": {"target": b.target_name, "skippable_blocks": engine.current.model.num_gates,
                                "policy": engine.policy_name, "accepts_uint8": True,
-                               "dataset": b.manifest.get("dataset"),
+                               "dataset": b.manifest.dataset,
                                "no_skip_latency_ms": engine.current.points[0].latency_ms}}
 
     def _infer(self, body: bytes, msg: Message) -> Response:
@@ -435,8 +442,8 @@ def serve(engine: InferenceEngine, host: str = "127.0.0.1", port: int = 8000, *,
     """
     smallest = sum(map(len, _binary_request_body(engine)))
     if max_body_bytes < smallest:
-        raise ValueError(f"max_body_bytes {max_body_bytes} is below the size of one binary image request for "
-                         f"this model ({smallest} bytes)")
+        raise UsageError(f"max_body_bytes {max_body_bytes} is below the size of one binary image request for "
+                         f"this model ({smallest} bytes)", setting="max_body_bytes")
     server = EdgeskipHTTPServer((host, port), engine, max_body_bytes, max_connections=max_connections,
                                 idle_timeout_s=idle_timeout_s)
     stop = threading.Event()

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeskip_runtime.manifest import Manifest
 from edgeskip_runtime.server.http11 import HTTPError
 
 DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "UINT8": np.dtype("u1")}
@@ -116,8 +117,8 @@ class Normalization:
         self._offsets = (np.arange(self.channels) * 256).reshape(1, -1, 1, 1)  # channel c's table starts at c * 256
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any], channels: int) -> Normalization:
-        norm = manifest.get("normalization", {})
+    def from_manifest(cls, manifest: Manifest, channels: int) -> Normalization:
+        norm = manifest.normalization
         return cls(norm.get("mean", [0.0] * channels), norm.get("std", [1.0] * channels))
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,11 @@ import onnx
 import torch
 from edgeskip_runtime.atomic import write_json
 from edgeskip_runtime.module import load_function, to_numpy
+from edgeskip_runtime.stats import percentile, time_round_robin
 
 from edgeskip.compile.export import OPSET, export_gated
 from edgeskip.compile.iree import CompileLog, compile_onnx, iree_version
-from edgeskip.compiler_passes import DEFAULT_PIPELINE
+from edgeskip.compiler_passes import DEFAULT_PIPELINE, get_pass
 from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
 from edgeskip.models.cost import mac_profile
@@ -83,21 +85,13 @@ def ort_fn(model: onnx.ModelProto) -> Callable[..., Any]:
     return lambda *args: session.run(None, dict(zip(names, args, strict=True)))[0]
 
 
+REPEATS = 3  # the goal ratios are measured this many times in the run; the JSON gives each and the median
+
+
 def round_robin(variants: dict[str, Callable[[], Any]], rounds: int, per_round: int) -> dict[str, list[float]]:
     """Per variant, ``rounds`` medians of ``per_round`` back-to-back calls, variants interleaved each round."""
-    samples: dict[str, list[float]] = {k: [] for k in variants}
-    for fn in variants.values():  # warm-up
-        for _ in range(3):
-            fn()
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            times = []
-            for _ in range(per_round):
-                t = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t)
-            samples[name].append(statistics.median(times) * 1e3)
-    return samples
+    times = time_round_robin(list(variants.values()), repeats=rounds, warmup=3, per_round=per_round)
+    return dict(zip(variants, times, strict=True))
 
 
 def ratio(samples: dict[str, list[float]], a: str, b: str) -> float:
@@ -112,7 +106,7 @@ def paired_ratio(a: Callable[[], Any], b: Callable[[], Any], calls: int, quantil
     seconds, and this shared machine's speed drifts within that; alternating call by call puts
     both under the same conditions. Noise here only ever adds time (preemption, a neighbour's
     cache traffic), so a low quantile estimates the cost of the work itself far more stably
-    than the median: on ResNet-20, three repeats gave 1.004-1.010 against 1.009-1.025.
+    than the median (the repeats in the JSON show the spread).
     """
     for _ in range(3):
         a(), b()
@@ -127,152 +121,7 @@ def paired_ratio(a: Callable[[], Any], b: Callable[[], Any], calls: int, quantil
         da, db = (t1 - t0, t2 - t1) if first is a else (t2 - t1, t1 - t0)
         ta.append(da)
         tb.append(db)
-    k = int(quantile * (calls - 1))
-    return sorted(ta)[k] / sorted(tb)[k]
-
-
-def bench_model(name: str, rounds: int, per_round: int, work: Path) -> dict[str, Any]:
-    torch.manual_seed(0)
-    model = create_model(name, in_channels=3).eval()
-    shape = [3, 32, 32]
-    host = get_target("host")
-    t0 = time.perf_counter()
-    gated_proto, b_s = export_gated(model, shape)
-    plain_proto = export_plain(model, shape)
-    export_s = time.perf_counter() - t0
-    # Skip scaling: skip the N least-index blocks. These configurations also stand in for a Pareto front:
-    # the gated build specializes them, as `edgeskip compile` does with the front of the bundle.
-    ns = list(range(b_s + 1)) if b_s <= 8 else sorted({*range(0, b_s + 1, max(1, b_s // 8)), b_s})
-    masks = {n: np.array([0] * n + [1] * (b_s - n), np.int64) for n in ns}
-    front = [m.tolist() for m in masks.values()]
-
-    builds: dict[str, dict[str, Any]] = {}
-    for label, proto, passes in [("plain", plain_proto, ()),
-                                 ("gated", gated_proto, DEFAULT_PIPELINE),
-                                 ("gated-generic", gated_proto, GENERIC),
-                                 ("gated-no-host-sync-pass", gated_proto, NO_HOST_SYNC_PASS),
-                                 ("gated-no-gate-boundaries-pass", gated_proto, NO_BOUNDARIES_PASS)]:
-        d = work / f"{name}-{label}"
-        d.mkdir()
-        t = time.perf_counter()
-        log = CompileLog()
-        # The plain model runs no pass but gets the same IREE flags (the channels-last preprocessing).
-        flags = compile_onnx(onnx.ModelProto.FromString(proto.SerializeToString()), host, d / "model.vmfb", d,
-                             b_s, passes=passes, log=log, specialize=front if label == "gated" else (),
-                             extra_flags=() if label != "plain" else _pass_flags(DEFAULT_PIPELINE))
-        builds[label] = {"vmfb": d / "model.vmfb", "flags": flags, "compile_s": round(time.perf_counter() - t, 2),
-                         "passes": log.passes(), "specialized_configs": len(front) if label == "gated" else 0}
-
-    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-    xt = torch.from_numpy(x)
-    on = np.ones(b_s, np.int64)
-    fns = {label: {d: iree_fn(b["vmfb"], d) for d in ("local-sync", "local-task")} for label, b in builds.items()}
-    default_alloc = {label: iree_fn(builds[label]["vmfb"], "local-sync", "default") for label in ("plain", "gated")}
-    torch.set_num_threads(1)
-    gated_eager = GatedModel(model).eval()
-    ort_plain, ort_gated = ort_fn(plain_proto), ort_fn(gated_proto)
-
-    macs = mac_profile(model, shape)
-
-    variants: dict[str, Callable[[], Any]] = {
-        "iree_plain_sync": lambda: fns["plain"]["local-sync"](x),
-        "iree_plain_task": lambda: fns["plain"]["local-task"](x),
-        "iree_gated_sync": lambda: fns["gated"]["local-sync"](x, on),
-        "iree_gated_task": lambda: fns["gated"]["local-task"](x, on),
-        "iree_gated_generic_sync": lambda: fns["gated-generic"]["local-sync"](x, on),
-        "iree_gated_generic_task": lambda: fns["gated-generic"]["local-task"](x, on),
-        "iree_gated_nopass_sync": lambda: fns["gated-no-host-sync-pass"]["local-sync"](x, on),
-        "iree_gated_nopass_task": lambda: fns["gated-no-host-sync-pass"]["local-task"](x, on),
-        "iree_gated_noboundaries_sync": lambda: fns["gated-no-gate-boundaries-pass"]["local-sync"](x, on),
-        "iree_plain_sync_default_alloc": lambda: default_alloc["plain"](x),
-        "iree_gated_sync_default_alloc": lambda: default_alloc["gated"](x, on),
-        "ort_plain_1t": lambda: ort_plain(x),
-        "ort_gated_1t": lambda: ort_gated(x, on),
-    }
-    with torch.no_grad():
-        variants["torch_plain_1t"] = lambda: model(xt)
-        variants["torch_gated_1t"] = lambda: gated_eager(xt, torch.from_numpy(on))
-        for n, m in masks.items():
-            if n:
-                variants[f"iree_gated_sync_skip{n}"] = lambda m=m: fns["gated"]["local-sync"](x, m)
-
-        # Config switching: same multiset of configurations, each call a new one vs each call a repeat.
-        # The server switches between the front's operating points; the mixed pool alternates them with
-        # configurations outside the front (the generic path), the worst case for the allocator's cache.
-        rng = random.Random(0)
-        pool = list(masks.values())
-        mixed = [m for pair in zip(pool, [np.array([rng.randint(0, 1) for _ in range(b_s)], np.int64)
-                                          for _ in pool], strict=True) for m in pair]
-        samples = round_robin(variants, rounds, per_round)
-        switch_runs = _repeated(lambda: _switching_ratio(fns["gated"]["local-sync"], x, pool, 3 * rounds))
-        mixed_runs = _repeated(lambda: _switching_ratio(fns["gated"]["local-sync"], x, mixed, 3 * rounds))
-        overhead_runs = {key: _repeated(lambda a=a, b=b: paired_ratio(variants[a], variants[b], 30 * rounds))
-                         for key, (a, b) in {
-            "gated_all_on_over_plain": ("iree_gated_sync", "iree_plain_sync"),
-            "generic_path_over_plain": ("iree_gated_generic_sync", "iree_plain_sync"),
-            "generic_without_gate_boundaries_pass": ("iree_gated_noboundaries_sync", "iree_plain_sync"),
-            "with_default_allocator": ("iree_gated_sync_default_alloc", "iree_plain_sync_default_alloc"),
-        }.items()}
-    overhead = {key: statistics.median(runs) for key, runs in overhead_runs.items()}
-    switch_ratio, mixed_ratio = statistics.median(switch_runs), statistics.median(mixed_runs)
-
-    med = {k: round(statistics.median(v), 4) for k, v in samples.items()}
-    skip = []
-    for n in ns:
-        key = "iree_gated_sync" if n == 0 else f"iree_gated_sync_skip{n}"
-        skip.append({"n_skipped": n, "latency_ms": med[key],
-                     "latency_ratio": round(ratio(samples, key, "iree_gated_sync"), 4) if n else 1.0,
-                     "mac_ratio": round(macs.macs(masks[n].tolist()) / macs.total, 4)})
-    gate_overhead = overhead["gated_all_on_over_plain"]
-    vs_ort = ratio(samples, "ort_gated_1t", "iree_gated_sync")
-    return {
-        "model": name, "skippable_blocks": b_s, "export_s": round(export_s, 1),
-        "builds": {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in b.items()}
-                   for k, b in builds.items()},
-        "median_ms": med,
-        "a_gate_overhead": {
-            "gated_all_on_over_plain": round(gate_overhead, 4), "goal": "<= 1.02", "met": gate_overhead <= 1.02,
-            "specialized_configs": len(front),
-            "measured": f"alternating calls, ratio of the 20th-percentile latencies (paired_ratio), "
-                        f"median of {REPEATS} repeats",
-            "repeats": [round(r, 4) for r in overhead_runs["gated_all_on_over_plain"]],
-            # A configuration outside the front runs the generic gated network (one scf.if per gate):
-            "generic_path_over_plain": round(overhead["generic_path_over_plain"], 4),
-            # The generic path without the gate-boundaries pass, and the front path with IREE's default allocator:
-            "generic_without_gate_boundaries_pass": round(overhead["generic_without_gate_boundaries_pass"], 4),
-            "with_default_allocator": round(overhead["with_default_allocator"], 4),
-        },
-        "b_skip_scaling": skip,
-        "c_peers": {"ort_gated_over_iree_gated": round(vs_ort, 3), "goal": ">= 1.3", "met": vs_ort >= 1.3,
-                    "ort_plain_over_iree_plain": round(ratio(samples, "ort_plain_1t", "iree_plain_sync"), 3),
-                    "torch_gated_over_iree_gated": round(ratio(samples, "torch_gated_1t", "iree_gated_sync"), 3),
-                    "torch_plain_over_iree_plain": round(ratio(samples, "torch_plain_1t", "iree_plain_sync"), 3)},
-        "d_config_switching": {"switching_over_fixed": round(switch_ratio, 4), "goal": "<= 1.01",
-                               "met": switch_ratio <= 1.01, "configs": len(pool),
-                               "repeats": [round(r, 4) for r in switch_runs],
-                               "with_configs_outside_the_front": round(mixed_ratio, 4)},
-        "e_drivers": {
-            "gated_task_over_sync_with_pass": round(ratio(samples, "iree_gated_task", "iree_gated_sync"), 3),
-            "generic_task_over_sync_with_pass": round(ratio(samples, "iree_gated_generic_task",
-                                                            "iree_gated_generic_sync"), 3),
-            "gated_task_over_sync_without_pass": round(ratio(samples, "iree_gated_nopass_task",
-                                                             "iree_gated_nopass_sync"), 3),
-            "plain_task_over_sync": round(ratio(samples, "iree_plain_task", "iree_plain_sync"), 3),
-        },
-    }
-
-
-def _pass_flags(passes: tuple[str, ...]) -> list[str]:
-    from edgeskip.compiler_passes import get_pass
-
-    return list(dict.fromkeys(f for p in passes for f in get_pass(p).iree_flags))
-
-
-REPEATS = 3  # the goal ratios are measured this many times in the run; the JSON gives each and the median
-
-
-def _repeated(measure: Callable[[], float]) -> list[float]:
-    return [measure() for _ in range(REPEATS)]
+    return percentile(ta, quantile) / percentile(tb, quantile)
 
 
 def _switching_ratio(fn: Callable[..., Any], x: np.ndarray, pool: list[np.ndarray], rounds: int,
@@ -294,8 +143,185 @@ def _switching_ratio(fn: Callable[..., Any], x: np.ndarray, pool: list[np.ndarra
             t2 = time.perf_counter()
             switching[i].append(t1 - t0)
             fixed[i].append(t2 - t1)
-    k = int(quantile * (rounds - 1))
-    return sum(sorted(t)[k] for t in switching) / sum(sorted(t)[k] for t in fixed)
+    return sum(percentile(t, quantile) for t in switching) / sum(percentile(t, quantile) for t in fixed)
+
+
+def _repeated(measure: Callable[[], float]) -> list[float]:
+    return [measure() for _ in range(REPEATS)]
+
+
+def _pass_flags(passes: tuple[str, ...]) -> list[str]:
+    return list(dict.fromkeys(f for p in passes for f in get_pass(p).iree_flags))
+
+
+@dataclass
+class Built:
+    """One model exported and compiled in every variant the benchmark compares."""
+
+    name: str
+    model: torch.nn.Module
+    shape: list[int]
+    skippable_blocks: int
+    export_s: float
+    masks: dict[int, np.ndarray]  # n skipped -> the mask skipping the n least-index blocks
+    plain_proto: onnx.ModelProto
+    gated_proto: onnx.ModelProto
+    builds: dict[str, dict[str, Any]]
+
+    @property
+    def front(self) -> list[list[int]]:
+        return [m.tolist() for m in self.masks.values()]
+
+
+def build(name: str, work: Path) -> Built:
+    """Export ``name`` (random init) plain and gated, and compile every variant for the host."""
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=3).eval()
+    shape = [3, 32, 32]
+    host = get_target("host")
+    t0 = time.perf_counter()
+    gated_proto, b_s = export_gated(model, shape)
+    plain_proto = export_plain(model, shape)
+    export_s = time.perf_counter() - t0
+    # Skip scaling: skip the N least-index blocks. These configurations also stand in for a Pareto front:
+    # the gated build specializes them, as `edgeskip compile` does with the front of the bundle.
+    ns = list(range(b_s + 1)) if b_s <= 8 else sorted({*range(0, b_s + 1, max(1, b_s // 8)), b_s})
+    masks = {n: np.array([0] * n + [1] * (b_s - n), np.int64) for n in ns}
+    front = [m.tolist() for m in masks.values()]
+    builds: dict[str, dict[str, Any]] = {}
+    for label, proto, passes in [("plain", plain_proto, ()),
+                                 ("gated", gated_proto, DEFAULT_PIPELINE),
+                                 ("gated-generic", gated_proto, GENERIC),
+                                 ("gated-no-host-sync-pass", gated_proto, NO_HOST_SYNC_PASS),
+                                 ("gated-no-gate-boundaries-pass", gated_proto, NO_BOUNDARIES_PASS)]:
+        d = work / f"{name}-{label}"
+        d.mkdir()
+        t = time.perf_counter()
+        log = CompileLog()
+        # The plain model runs no pass but gets the same IREE flags (the channels-last preprocessing).
+        flags = compile_onnx(onnx.ModelProto.FromString(proto.SerializeToString()), host, d / "model.vmfb", d,
+                             b_s, passes=passes, log=log, specialize=front if label == "gated" else (),
+                             extra_flags=() if label != "plain" else _pass_flags(DEFAULT_PIPELINE))
+        builds[label] = {"vmfb": d / "model.vmfb", "flags": flags, "compile_s": round(time.perf_counter() - t, 2),
+                         "passes": log.passes(), "specialized_configs": len(front) if label == "gated" else 0}
+    return Built(name, model, shape, b_s, export_s, masks, plain_proto, gated_proto, builds)
+
+
+@dataclass
+class Measured:
+    samples: dict[str, list[float]]  # variant -> per-round latency (ms), round-robin
+    overhead_runs: dict[str, list[float]]  # goal ratio -> its REPEATS paired measurements
+    switch_runs: list[float]
+    mixed_runs: list[float]
+    configs: int  # in the switching pool
+
+
+def measure(b: Built, rounds: int, per_round: int) -> Measured:
+    """Time every variant of ``b`` side by side: round-robin medians and the paired goal ratios."""
+    x = np.random.default_rng(0).standard_normal((1, *b.shape)).astype(np.float32)
+    xt = torch.from_numpy(x)
+    on = np.ones(b.skippable_blocks, np.int64)
+    fns = {label: {d: iree_fn(v["vmfb"], d) for d in ("local-sync", "local-task")} for label, v in b.builds.items()}
+    default_alloc = {label: iree_fn(b.builds[label]["vmfb"], "local-sync", "default") for label in ("plain", "gated")}
+    torch.set_num_threads(1)
+    gated_eager = GatedModel(b.model).eval()
+    ort_plain, ort_gated = ort_fn(b.plain_proto), ort_fn(b.gated_proto)
+    variants: dict[str, Callable[[], Any]] = {
+        "iree_plain_sync": lambda: fns["plain"]["local-sync"](x),
+        "iree_plain_task": lambda: fns["plain"]["local-task"](x),
+        "iree_gated_sync": lambda: fns["gated"]["local-sync"](x, on),
+        "iree_gated_task": lambda: fns["gated"]["local-task"](x, on),
+        "iree_gated_generic_sync": lambda: fns["gated-generic"]["local-sync"](x, on),
+        "iree_gated_generic_task": lambda: fns["gated-generic"]["local-task"](x, on),
+        "iree_gated_nopass_sync": lambda: fns["gated-no-host-sync-pass"]["local-sync"](x, on),
+        "iree_gated_nopass_task": lambda: fns["gated-no-host-sync-pass"]["local-task"](x, on),
+        "iree_gated_noboundaries_sync": lambda: fns["gated-no-gate-boundaries-pass"]["local-sync"](x, on),
+        "iree_plain_sync_default_alloc": lambda: default_alloc["plain"](x),
+        "iree_gated_sync_default_alloc": lambda: default_alloc["gated"](x, on),
+        "ort_plain_1t": lambda: ort_plain(x),
+        "ort_gated_1t": lambda: ort_gated(x, on),
+    }
+    with torch.no_grad():
+        variants["torch_plain_1t"] = lambda: b.model(xt)
+        variants["torch_gated_1t"] = lambda: gated_eager(xt, torch.from_numpy(on))
+        for n, m in b.masks.items():
+            if n:
+                variants[f"iree_gated_sync_skip{n}"] = lambda m=m: fns["gated"]["local-sync"](x, m)
+        # Config switching: same multiset of configurations, each call a new one vs each call a repeat.
+        # The server switches between the front's operating points; the mixed pool alternates them with
+        # configurations outside the front (the generic path), the worst case for the allocator's cache.
+        rng = random.Random(0)
+        pool = list(b.masks.values())
+        mixed = [m for pair in zip(pool, [np.array([rng.randint(0, 1) for _ in range(b.skippable_blocks)], np.int64)
+                                          for _ in pool], strict=True) for m in pair]
+        samples = round_robin(variants, rounds, per_round)
+        switch_runs = _repeated(lambda: _switching_ratio(fns["gated"]["local-sync"], x, pool, 3 * rounds))
+        mixed_runs = _repeated(lambda: _switching_ratio(fns["gated"]["local-sync"], x, mixed, 3 * rounds))
+        overhead_runs = {key: _repeated(lambda a=a, c=c: paired_ratio(variants[a], variants[c], 30 * rounds))
+                         for key, (a, c) in {
+            "gated_all_on_over_plain": ("iree_gated_sync", "iree_plain_sync"),
+            "generic_path_over_plain": ("iree_gated_generic_sync", "iree_plain_sync"),
+            "generic_without_gate_boundaries_pass": ("iree_gated_noboundaries_sync", "iree_plain_sync"),
+            "with_default_allocator": ("iree_gated_sync_default_alloc", "iree_plain_sync_default_alloc"),
+        }.items()}
+    return Measured(samples, overhead_runs, switch_runs, mixed_runs, len(pool))
+
+
+def report(b: Built, m: Measured) -> dict[str, Any]:
+    """The JSON entry of one model: each goal ratio with its goal, and the supporting figures."""
+    samples = m.samples
+    overhead = {key: statistics.median(runs) for key, runs in m.overhead_runs.items()}
+    switch_ratio, mixed_ratio = statistics.median(m.switch_runs), statistics.median(m.mixed_runs)
+    macs = mac_profile(b.model, b.shape)
+    med = {k: round(statistics.median(v), 4) for k, v in samples.items()}
+    skip = []
+    for n, mask in b.masks.items():
+        key = "iree_gated_sync" if n == 0 else f"iree_gated_sync_skip{n}"
+        skip.append({"n_skipped": n, "latency_ms": med[key],
+                     "latency_ratio": round(ratio(samples, key, "iree_gated_sync"), 4) if n else 1.0,
+                     "mac_ratio": round(macs.macs(mask.tolist()) / macs.total, 4)})
+    gate_overhead = overhead["gated_all_on_over_plain"]
+    vs_ort = ratio(samples, "ort_gated_1t", "iree_gated_sync")
+    return {
+        "model": b.name, "skippable_blocks": b.skippable_blocks, "export_s": round(b.export_s, 1),
+        "builds": {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
+                   for k, v in b.builds.items()},
+        "median_ms": med,
+        "a_gate_overhead": {
+            "gated_all_on_over_plain": round(gate_overhead, 4), "goal": "<= 1.02", "met": gate_overhead <= 1.02,
+            "specialized_configs": len(b.masks),
+            "measured": f"alternating calls, ratio of the 20th-percentile latencies (paired_ratio), "
+                        f"median of {REPEATS} repeats",
+            "repeats": [round(r, 4) for r in m.overhead_runs["gated_all_on_over_plain"]],
+            # A configuration outside the front runs the generic gated network (one scf.if per gate):
+            "generic_path_over_plain": round(overhead["generic_path_over_plain"], 4),
+            # The generic path without the gate-boundaries pass, and the front path with IREE's default allocator:
+            "generic_without_gate_boundaries_pass": round(overhead["generic_without_gate_boundaries_pass"], 4),
+            "with_default_allocator": round(overhead["with_default_allocator"], 4),
+        },
+        "b_skip_scaling": skip,
+        "c_peers": {"ort_gated_over_iree_gated": round(vs_ort, 3), "goal": ">= 1.3", "met": vs_ort >= 1.3,
+                    "ort_plain_over_iree_plain": round(ratio(samples, "ort_plain_1t", "iree_plain_sync"), 3),
+                    "torch_gated_over_iree_gated": round(ratio(samples, "torch_gated_1t", "iree_gated_sync"), 3),
+                    "torch_plain_over_iree_plain": round(ratio(samples, "torch_plain_1t", "iree_plain_sync"), 3)},
+        "d_config_switching": {"switching_over_fixed": round(switch_ratio, 4), "goal": "<= 1.01",
+                               "met": switch_ratio <= 1.01, "configs": m.configs,
+                               "repeats": [round(r, 4) for r in m.switch_runs],
+                               "with_configs_outside_the_front": round(mixed_ratio, 4)},
+        "e_drivers": {
+            "gated_task_over_sync_with_pass": round(ratio(samples, "iree_gated_task", "iree_gated_sync"), 3),
+            "generic_task_over_sync_with_pass": round(ratio(samples, "iree_gated_generic_task",
+                                                            "iree_gated_generic_sync"), 3),
+            "gated_task_over_sync_without_pass": round(ratio(samples, "iree_gated_nopass_task",
+                                                             "iree_gated_nopass_sync"), 3),
+            "plain_task_over_sync": round(ratio(samples, "iree_plain_task", "iree_plain_sync"), 3),
+        },
+    }
+
+
+def bench_model(name: str, rounds: int, per_round: int, work: Path) -> dict[str, Any]:
+    built = build(name, work)
+    return report(built, measure(built, rounds, per_round))
 
 
 def main() -> None:

@@ -19,10 +19,9 @@ left: the result), and worker threads stay busy. The old condition chain becomes
 Which entry each ``scf.if`` reads is found by tracing its condition back to the
 ``tensor.extract`` of the imported cfg (the exporter's Gather), not assumed from the order.
 
-Measured (2-core x86, batch 1, all gates on, ``benchmarks/compile_bench.py`` round-robin,
-local-task / local-sync): ResNet-20 1.18x without the pass, 1.11x with it; ResNet-110 1.90x
-(13.4 vs 6.5 ms) without, 0.94x (5.6 vs 5.9 ms) with it; with ``channels-last-gate-boundaries``
-and the runtime's caching allocator as well, 0.94x for both models. Each taken branch is still
+``benchmarks/compile_bench.py`` measures local-task against local-sync with and without this pass
+(``e_drivers`` in ``docs/results/compile_bench_*.json``): without it, the deep model's host syncs make
+local-task far slower than local-sync; with it, local-task is no slower. Each taken branch is still
 its own queue submission with its own allocations: ``specialize-configs``, which needs this
 pass's host scalars, removes that for the configurations of the Pareto front.
 """

@@ -3,9 +3,9 @@
 Why (Korol et al., Sec. II-A.2 and III: the gCNN claims that its gates cost nothing, and the
 server only ever runs the configurations of the Pareto front): with the gates as ``scf.if``,
 IREE 3.13 makes every taken branch its own queue submission, with its own allocations,
-fences and command-buffer execution, all driven by the VM interpreter. That costs about 5 to
-7 us per taken gate on the 2-core x86 host, 5 % of ResNet-20 and 8 % of ResNet-110 with every
-block on, while the kernels themselves run exactly as fast as in the plain network.
+fences and command-buffer execution, all driven by the VM interpreter. That costs microseconds
+per taken gate, a few per cent of a ResNet with every block on, while the kernels themselves run
+exactly as fast as in the plain network (``generic_path_over_plain`` in ``docs/results/compile_bench_*.json``).
 
 The rewrite, at the ``input`` phase, after ``gate-conditions-without-host-syncs`` made every
 gate condition a host scalar ``cfg[k] != 0``::
@@ -30,13 +30,10 @@ Constant expressions (a weight's layout transpose, say) stay where they were in 
 function, outside the fallback's control flow, and are cloned into each copy: IREE evaluates
 them at compile time only outside control flow, and one left behind would run on every call.
 
-Measured (2-core shared x86, batch 1, all blocks on, gated / plain, local-sync,
-``benchmarks/compile_bench.py``): the gated path 1.04-1.06 (ResNet-20) and 1.03-1.04
-(ResNet-110); a front configuration 1.008 and 1.009 (median of three repeats in one run;
-single measurements of ResNet-20 spread 1.002-1.022 on this noisy machine).
-Cost: compile time (ResNet-110 with 10 configurations: 6-9 s -> 12-16 s), the vmfb (+6 % for
-ResNet-20 with 7 configurations, +3 % for ResNet-110 with 10) and one command buffer per
-configuration.
+What it buys and costs is measured by ``benchmarks/compile_bench.py`` (results in
+``docs/results/compile_bench_*.json``, summarized in the README's "Benchmarks"): the gate overhead of a
+front configuration against the generic path, and the compile time and vmfb size it adds (one copy
+and one command buffer per configuration).
 """
 
 from __future__ import annotations

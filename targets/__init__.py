@@ -56,8 +56,8 @@ class Target:
     power: PowerFigures | None = None
     extra_flags: tuple[str, ...] = field(default=())
     # Every kernel starts on an L1 line. Otherwise a kernel's hot loops land wherever the bytes
-    # before them (dispatch names, the bundle's file name) push them: the same gated ResNet-20
-    # compiled under four file names spread 4.5 % in latency on the x86 host, 1.5 % aligned.
+    # before them (dispatch names, the bundle's file name) push them, and the same model compiled
+    # under another file name runs measurably slower or faster.
     cache_line_bytes: int = 64
     # LLVM bitcode files (in targets/bitcode/) linked into every executable, for definitions the
     # board's code needs and IREE's embedded-ELF loader cannot import (see odroid_xu4.py).

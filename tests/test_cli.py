@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
+from edgeskip_runtime.errors import UsageError
 
-from edgeskip.cli import main
+from edgeskip.cli import EdgeskipGroup, main
 
 
 def run(*args: str, ok: bool = True):
@@ -81,6 +83,7 @@ def test_train_command_writes_checkpoint_and_log(tmp_path: Path) -> None:
         (["train", "--dataset", "fashion-mnist", "--data-dir", "{tmp}", "--out", "{tmp}/m.pt"],
          "missing train-images-idx3-ubyte.gz"),
         (["train", "--recipe", "nope", "--dataset", "synthetic", "--out", "{tmp}/m.pt"], "unknown recipe 'nope'"),
+        (["train", "--dataset", "cifar10", "--out", "{tmp}/m.pt"], "name their folder (option --data-dir)"),
         (["sensitivity", "{tmp}/missing.pt", "--out", "{tmp}/s.json"], "does not exist"),
         (["sensitivity", "{tmp}/corrupt.pt", "--out", "{tmp}/s.json"], "corrupt or truncated"),
         (["sensitivity", "{ckpt}", "--ranker", "fisher", "--out", "{tmp}/s.json"], "unknown ranker 'fisher'"),
@@ -120,3 +123,26 @@ def test_evaluate_command(synthetic_checkpoint: Path) -> None:
     assert accuracies(full) != accuracies(skipped)
     bad = run("evaluate", synthetic_checkpoint, "--mask", "12", ok=False)
     assert bad.exit_code != 0 and "0/1 digits" in bad.output
+
+
+def _group_raising(error: Exception) -> click.Group:
+    @click.group(cls=EdgeskipGroup)
+    def group() -> None: ...
+
+    @group.command()
+    @click.option("--data-dir")
+    def cmd(data_dir: str | None) -> None:
+        raise error
+
+    return group
+
+
+def test_domain_errors_are_one_line_naming_the_option() -> None:
+    result = CliRunner().invoke(_group_raising(UsageError("no data here", setting="data_dir")), ["cmd"])
+    assert result.exit_code == 1 and result.output.strip() == "Error: no data here (option --data-dir)"
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug"), KeyError("k"), FileNotFoundError("f")])
+def test_other_exceptions_are_bugs_and_keep_their_traceback(bug: Exception) -> None:
+    result = CliRunner().invoke(_group_raising(bug), ["cmd"])
+    assert result.exit_code != 0 and result.exception is bug  # not turned into a friendly one-liner

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from edgeskip_runtime.errors import EdgeskipError
 from edgeskip_runtime.server.http11 import Connection, ProtocolError, parse_head, set_io_timeout
 
 from edgeskip.evaluation.client import OIPClient, parse_metrics
@@ -118,7 +119,7 @@ def test_expect_100_continue_gets_continue_then_the_answer(server) -> None:
 
 
 def test_a_body_limit_below_one_image_request_is_refused_at_start(bundles) -> None:
-    with pytest.raises(RuntimeError, match="below the size of one binary image request"):
+    with pytest.raises(EdgeskipError, match=r"below the size of one binary image .* \(option --max-body-bytes\)"):
         LocalServer(bundles("host").path, "--no-pin", "--max-body-bytes", "1000")
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from edgeskip_runtime import Bundle, BundleError, CompiledModel, InputError
 from edgeskip_runtime.arch import arch_family
+from edgeskip_runtime.atomic import replace_dir
+from edgeskip_runtime.manifest import Manifest
 from edgeskip_runtime.profile import profile_bundle
 
 
@@ -111,6 +113,44 @@ def test_missing_manifest_and_files(host_copy: Path, tmp_path: Path) -> None:
     (host_copy / "pareto.json").unlink()
     with pytest.raises(BundleError, match="pareto.json is missing"):
         Bundle.open(host_copy)
+
+
+def test_manifest_round_trips_and_is_what_compile_wrote(host_copy: Path) -> None:
+    raw = json.loads((host_copy / "manifest.json").read_text())
+    manifest = Manifest.read(host_copy)
+    assert manifest.to_dict() == raw  # the writer and every reader share this one definition
+    assert manifest.input("cfg").shape == (6,) and manifest.serving_cores == raw["target"]["serving_cores"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d.pop("inputs"), "lacks 'inputs'"),
+    (lambda d: d.update(files={"model.vmfb": {"sha256": "ab"}}), "files must map each file name to its sha256"),
+    (lambda d: d.update(schema="edgeskip.bundle/0"), "is not an edgeskip.bundle/1 manifest"),
+    (lambda d: d.update(target={"name": "x"}), "target must name the board"),
+    (lambda d: d.update(skippable_blocks="six"), "malformed"),
+])
+def test_malformed_manifests_are_refused_by_name(host_copy: Path, change, message: str) -> None:
+    doc = json.loads((host_copy / "manifest.json").read_text())
+    change(doc)
+    (host_copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=message):
+        Bundle.open(host_copy)
+
+
+def test_replace_dir_keeps_the_old_folder_whole_until_the_new_one_is_in_place(tmp_path: Path) -> None:
+    dest, new = tmp_path / "bundle", tmp_path / ".bundle.new"
+    dest.mkdir()
+    (dest / "a").write_text("old")
+    new.mkdir()
+    (new / "a").write_text("new")
+    replace_dir(new, dest)
+    assert (dest / "a").read_text() == "new" and not new.exists()
+    assert not (tmp_path / "bundle.previous").exists()
+    (tmp_path / "bundle.previous").mkdir()  # a crash's leftover is cleared by the next swap
+    new.mkdir()
+    (new / "a").write_text("newer")
+    replace_dir(new, dest)
+    assert (dest / "a").read_text() == "newer" and sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
 @pytest.mark.parametrize(("name", "family"), [("x86_64", "x86_64"), ("AMD64", "x86_64"), ("aarch64", "aarch64"),

@@ -7,11 +7,11 @@ Configurations are measured round-robin, so drift on a busy machine hits all of 
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Sequence
 
 import torch
-from edgeskip_runtime.stats import LatencyStats, summarize
+from edgeskip_runtime.stats import LatencyStats, summarize, time_round_robin
 
 from edgeskip.gating import GatedModel, SkipConfig
 
@@ -32,16 +32,8 @@ def measure_torch_latency(
     try:
         gated = gated.eval()
         x = torch.randn(1, *input_shape)
-        cfgs = [m.tensor() for m in masks]
-        for cfg in cfgs:
-            for _ in range(warmup):
-                gated(x, cfg)
-        samples: list[list[float]] = [[] for _ in cfgs]
-        for _ in range(repeats):
-            for i, cfg in enumerate(cfgs):
-                t0 = time.perf_counter()
-                gated(x, cfg)
-                samples[i].append((time.perf_counter() - t0) * 1e3)
+        calls = [functools.partial(gated, x, m.tensor()) for m in masks]
+        samples = time_round_robin(calls, repeats=repeats, warmup=warmup)
     finally:
         torch.set_num_threads(previous)
     source = f"pytorch-eager cpu batch=1 threads={threads} median of {repeats} (round-robin)"

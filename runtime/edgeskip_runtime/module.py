@@ -19,8 +19,8 @@ from edgeskip_runtime.errors import EdgeskipError, UsageError
 from edgeskip_runtime.pinning import pin_current_thread, task_topology_flags
 
 # "caching" keeps freed device buffers for reuse: every taken gate branch allocates its result and
-# scratch afresh, and without a cache each call paid page faults for them (ResNet-20, local-sync:
-# gated 1.01 -> 0.84 ms per call with iree-benchmark-module, the plain model unchanged).
+# scratch afresh, and without a cache each call pays page faults for them (compile_bench measures the
+# default allocator side by side: ``with_default_allocator`` in docs/results/compile_bench_*.json).
 ALLOCATORS = ("caching", "default")
 
 
@@ -48,9 +48,8 @@ def create_device(driver: str = "local-sync", allocator: str = "caching") -> Any
     """A HAL device of ``driver`` with ``allocator``.
 
     Create one per process and reuse it for every module loaded (see ``load_function``): IREE
-    3.13 does not give back all of a released device's memory, so a device per hot reload grew
-    the server by about 0.5 MB a reload (measured: 51 MB per 100 module loads with a device
-    each, 5 MB with one shared device).
+    3.13 does not give back all of a released device's memory, so a device per hot reload would
+    grow the server with every reload; one shared device does not.
     """
     check_device_options(driver, allocator)
     return _iree().get_driver(driver).create_default_device(allocators=None if allocator == "default" else [allocator])

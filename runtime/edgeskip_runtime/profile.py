@@ -10,9 +10,9 @@ files are replaced atomically, so an interrupted profile leaves the old, consist
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 from edgeskip_runtime.bundle import Bundle, rewrite_bundle
 from edgeskip_runtime.module import CompiledModel
 from edgeskip_runtime.pareto import ConfigPoint, ParetoFront, pareto_filter
-from edgeskip_runtime.stats import LatencyStats, summarize
+from edgeskip_runtime.stats import LatencyStats, summarize, time_round_robin
 
 
 def cpu_model() -> str:
@@ -39,17 +39,8 @@ def time_configs(model: CompiledModel, masks: list[list[int]], *, warmup: int = 
     """Batch-1 latency of each mask, measured round-robin."""
     rng = np.random.default_rng(0)
     image = model.check_image(rng.standard_normal(model.image_spec.shape[1:]).astype(np.float32))
-    cfgs = [model.check_cfg(m) for m in masks]
-    for cfg in cfgs:
-        for _ in range(warmup):
-            model.infer_raw(image, cfg)
-    samples: list[list[float]] = [[] for _ in cfgs]
-    for _ in range(repeats):
-        for i, cfg in enumerate(cfgs):
-            t0 = time.perf_counter()
-            model.infer_raw(image, cfg)
-            samples[i].append((time.perf_counter() - t0) * 1e3)
-    return [summarize(s) for s in samples]
+    calls = [functools.partial(model.infer_raw, image, model.check_cfg(m)) for m in masks]
+    return [summarize(s) for s in time_round_robin(calls, repeats=repeats, warmup=warmup)]
 
 
 def profile_bundle(path: str | Path, *, driver: str = "local-sync", pin: bool = True, warmup: int = 10,

@@ -22,6 +22,25 @@ class Evaluation(NamedTuple):
     margin: float  # mean of p_top1 - p_top2 under softmax
 
 
+class EvaluationSums:
+    """Running sums over batches of logits: what :func:`evaluate` and the prefix-sharing engine both add up,
+    in the same order and arithmetic, so that the two give identical results."""
+
+    def __init__(self) -> None:
+        self.correct, self.loss_sum, self.margin_sum, self.n = 0, 0.0, 0.0, 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        self.correct += (logits.argmax(1) == labels).sum().item()
+        top2 = torch.softmax(logits.float(), 1).topk(min(2, logits.shape[1]), dim=1).values
+        self.margin_sum += (top2[:, 0] - (top2[:, 1] if top2.shape[1] > 1 else 0)).sum().item()
+        self.n += len(labels)
+
+    def result(self) -> Evaluation:
+        n = max(self.n, 1)
+        return Evaluation(self.correct / n, self.loss_sum / n, self.margin_sum / n)
+
+
 @torch.no_grad()
 def evaluate(
     forward: Callable[[torch.Tensor], torch.Tensor],
@@ -30,14 +49,10 @@ def evaluate(
     *,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Evaluation:
     """Accuracy, mean cross-entropy and mean top-1 softmax margin of ``forward`` over ``data``."""
-    correct, loss_sum, margin_sum = 0, 0.0, 0.0
+    sums = EvaluationSums()
     for x, y in iterate_batches(data, normalization, batch_size, device=device):
-        logits = forward(x)
-        loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        top2 = torch.softmax(logits.float(), 1).topk(min(2, logits.shape[1]), dim=1).values
-        margin_sum += (top2[:, 0] - (top2[:, 1] if top2.shape[1] > 1 else 0)).sum().item()
-    n = max(len(data), 1)
-    return Evaluation(correct / n, loss_sum / n, margin_sum / n)
+        sums.add(forward(x.contiguous(memory_format=memory_format)), y)
+    return sums.result()

@@ -2,11 +2,14 @@
 
 Sensitivity analysis, the Pareto search and the Figure-1 study all ask "what is the accuracy
 of mask S on split X?", often for the same masks; one :class:`ConfigEvaluator` answers each
-question once.
+question once. Callers that know their masks up front hand them to :meth:`ConfigEvaluator.prefetch`,
+which evaluates them together with the prefix-sharing engine (:mod:`edgeskip.design.prefix_engine`);
+the answers are identical to evaluating each mask alone.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +18,9 @@ from torch import nn
 
 from edgeskip.accuracy import Evaluation, evaluate
 from edgeskip.data.base import DatasetSplits, ImageSet
+from edgeskip.design.prefix_engine import DEFAULT_MEMORY_BUDGET, PrefixSharingEngine, PrefixSharingUnsupported
 from edgeskip.gating import GatedModel, SkipConfig
+from edgeskip.progress import progress_bar
 
 SPLITS = ("val", "test")
 
@@ -23,12 +28,17 @@ SPLITS = ("val", "test")
 class ConfigEvaluator:
     """Evaluates masks of one gated model on the validation and test splits of one dataset."""
 
-    def __init__(self, model: nn.Module, data: DatasetSplits, *, device: str = "cpu", batch_size: int = 500) -> None:
+    def __init__(self, model: nn.Module, data: DatasetSplits, *, device: str = "cpu", batch_size: int = 500,
+                 prefix_sharing: bool = True, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
         self.gated = model if isinstance(model, GatedModel) else GatedModel(model)
-        self.gated = self.gated.to(device).eval()
+        self.gated = self.gated.to(device, memory_format=memory_format).eval()
         self.data = data
         self.device = device
         self.batch_size = batch_size
+        self.memory_format = memory_format
+        self.engine = PrefixSharingEngine(self.gated, memory_budget_bytes=memory_budget_bytes,
+                                          memory_format=memory_format) if prefix_sharing else None
         self._cache: dict[tuple[str, tuple[int, ...]], Evaluation] = {}
 
     @property
@@ -46,8 +56,33 @@ class ConfigEvaluator:
         if key not in self._cache:
             cfg_t = cfg.tensor().to(self.device)
             self._cache[key] = evaluate(lambda x: self.gated(x, cfg_t), self.split(split), self.data.normalization,
-                                        batch_size=self.batch_size, device=self.device)
+                                        batch_size=self.batch_size, device=self.device,
+                                        memory_format=self.memory_format)
         return self._cache[key]
+
+    def prefetch(self, masks: Sequence[Sequence[int] | SkipConfig], split: str = "val", *, label: str = "evaluating",
+                 progress: bool = True) -> None:
+        """Evaluate every mask not yet known, all together (prefix sharing), with a progress bar over the images."""
+        wanted = {(m if isinstance(m, SkipConfig) else SkipConfig.of(m, self.num_blocks)).mask for m in masks}
+        todo = sorted(m for m in wanted if (split, m) not in self._cache)
+        if not todo:
+            return
+        if self.engine is None or len(todo) == 1:
+            for m in todo:
+                self.evaluation(m, split)
+            return
+        data = self.split(split)
+        try:
+            with progress_bar(progress) as bar:
+                task = bar.add_task(f"{label}: {len(todo)} configurations on {split}", total=len(data), info="")
+                results = self.engine.evaluate(todo, data, self.data.normalization, batch_size=self.batch_size,
+                                               device=self.device, on_batch=lambda k: bar.advance(task, k))
+        except PrefixSharingUnsupported as e:  # correct answers first: this network gets the plain loop
+            warnings.warn(str(e), stacklevel=2)
+            self.engine = None
+            self.prefetch(todo, split, label=label, progress=progress)
+            return
+        self._cache.update({(split, m): e for m, e in results.items()})
 
     def accuracy(self, mask: Sequence[int] | SkipConfig, split: str = "val") -> float:
         return self.evaluation(mask, split).accuracy

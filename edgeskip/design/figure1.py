@@ -30,11 +30,13 @@ def accuracy_curve(evaluator: ConfigEvaluator, *, draws: int = 100, seed: int = 
                    label: str = "", progress: bool = True) -> list[dict[str, Any]]:
     n = evaluator.num_blocks
     generator = torch.Generator().manual_seed(seed)
+    drawn = [random_masks(n, k, draws, generator) for k in range(n + 1)]  # the same draws as one N at a time
+    evaluator.prefetch([m for masks in drawn for m in masks], split, label=f"figure 1 {label}".strip(),
+                       progress=progress)
     curve = []
     with progress_bar(progress) as bar:
         task = bar.add_task(f"figure 1 {label}".strip(), total=n + 1, info="")
-        for k in range(n + 1):
-            masks = random_masks(n, k, draws, generator)
+        for k, masks in enumerate(drawn):
             accs = [evaluator.accuracy(m, split) for m in masks]
             curve.append({"n_skipped": k, "mean": statistics.fmean(accs), "min": min(accs), "max": max(accs),
                           "std": statistics.pstdev(accs), "distinct": len({m.mask for m in masks})})

@@ -40,6 +40,9 @@ def candidates_from_order(order: list[int]) -> list[SkipConfig]:
 
 def _points(evaluator: ConfigEvaluator, masks: list[SkipConfig], costs: MacProfile, timing: dict[tuple, LatencyStats],
             source: str, *, with_test: bool, label: str, progress: bool) -> list[ConfigPoint]:
+    evaluator.prefetch(masks, "val", label=label, progress=progress)
+    if with_test:
+        evaluator.prefetch(masks, "test", label=label, progress=progress)
     points = []
     with progress_bar(progress) as bar:
         task = bar.add_task(label, total=len(masks), info="")

@@ -71,6 +71,8 @@ def rank_greedily(ctx: RankContext) -> list[int]:
     skipped: list[int] = []
     while len(skipped) < n:
         best, best_acc = -1, -1.0
+        left = [i for i in range(n) if i not in skipped]
+        ctx.evaluator.prefetch([SkipConfig.skipping(n, [*skipped, i]) for i in left], "val", progress=False)
         for i in range(n):
             if i in skipped:
                 continue
@@ -88,6 +90,8 @@ def run_sensitivity(evaluator: ConfigEvaluator, *, ranker: str = "sensitivity", 
     rank = RANKERS.get(ranker)
     n = evaluator.num_blocks
     extra = n * (n + 1) // 2 if ranker == "greedy" else 0
+    evaluator.prefetch([SkipConfig.all_on(n), *(SkipConfig.skipping(n, [i]) for i in range(n))], "val",
+                       label="sensitivity", progress=progress)
     with progress_bar(progress) as bar:
         task = bar.add_task(f"sensitivity ({ranker})", total=n + 1 + extra, info="")
         baseline = evaluator.accuracy(SkipConfig.all_on(n))

@@ -1,0 +1,149 @@
+"""Design-time evaluation speed, written as JSON (Korol et al., Sec. II-A.3/4; README, "Benchmarks").
+
+For each model (random-init weights with random BatchNorm statistics: the cost of a configuration does not
+depend on training), on the first ``--images`` Fashion-MNIST validation images, side by side in one run:
+
+(a) backends: images per second of the gated network at full depth, batch ``--batch``, for PyTorch eager
+    (contiguous and channels-last) and the IREE-compiled gated module (generic path, local-task), so that
+    the design-time engine uses the fastest; the ratios are measured in alternating rounds;
+(b) per configuration, the seconds of the naive per-mask loop and of the prefix-sharing engine, for the
+    masks of a sensitivity analysis (no-skip and "skip block i"), of the Pareto candidates (skip the N
+    first blocks of a ranking, N = 0..B_s) and of Figure 1 (``--draws`` random masks per N); both give
+    identical accuracies, which the JSON records as checked.
+
+    nice -n 5 python benchmarks/design_bench.py --models resnet20,resnet110 --out docs/results/design_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from edgeskip_runtime.atomic import write_json
+from edgeskip_runtime.module import load_function
+from torch import nn
+
+from edgeskip.accuracy import evaluate
+from edgeskip.compile.export import export_gated
+from edgeskip.compile.iree import CompileLog, compile_onnx
+from edgeskip.data import load_dataset
+from edgeskip.data.base import ImageSet, iterate_batches
+from edgeskip.design.prefix_engine import PrefixSharingEngine
+from edgeskip.gating import GatedModel
+from edgeskip.models import create_model
+from edgeskip.targets import get_target
+
+Mask = tuple[int, ...]
+
+
+def random_model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=1).eval()
+    with torch.no_grad():  # as a trained network: skipping a block changes the logits
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def workloads(n: int, draws: int) -> dict[str, list[Mask]]:
+    rng = random.Random(0)
+    order = rng.sample(range(n), n)
+    return {
+        "sensitivity": [tuple([1] * n)] + [tuple(int(j != i) for j in range(n)) for i in range(n)],
+        "pareto_candidates": [tuple(int(j not in order[:k]) for j in range(n)) for k in range(n + 1)],
+        "figure1": [tuple(int(j not in s) for j in range(n)) for k in range(n + 1)
+                    for s in (set(rng.sample(range(n), k)) for _ in range(draws))],
+    }
+
+
+def backends(model: nn.Module, x: torch.Tensor, rounds: int, work: Path) -> dict[str, Any]:
+    """Images per second at full depth: torch contiguous, torch channels-last, IREE local-task."""
+    gated = GatedModel(model).eval()
+    gated_cl = GatedModel(model).eval().to(memory_format=torch.channels_last)
+    on = torch.ones(gated.num_gates, dtype=torch.int64)
+    proto, b_s = export_gated(model, list(x.shape[1:]), batch_size=len(x))
+    t = time.perf_counter()
+    compile_onnx(proto, get_target("host"), work / "model.vmfb", work, b_s, log=CompileLog())
+    compile_s = time.perf_counter() - t
+    fn, _ = load_function(work / "model.vmfb", "main_graph", driver="local-task")
+    xn, onn, xcl = x.numpy(), on.numpy(), x.contiguous(memory_format=torch.channels_last)
+    calls: dict[str, Callable[[], Any]] = {"torch_contiguous": lambda: gated(x, on),
+                                           "torch_channels_last": lambda: gated_cl(xcl, on),
+                                           "iree_local_task": lambda: fn(xn, onn)}
+    seconds: dict[str, list[float]] = {k: [] for k in calls}
+    with torch.no_grad():
+        for call in calls.values():
+            call()
+        for _ in range(rounds):  # alternating rounds: the machine's drift hits all three alike
+            for k, call in calls.items():
+                t = time.perf_counter()
+                call()
+                seconds[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in seconds.items()}
+    return {"batch": len(x), "rounds": rounds, "iree_compile_s": round(compile_s, 1),
+            "images_per_s": {k: round(len(x) / v, 1) for k, v in med.items()},
+            "over_torch_contiguous": {k: round(med["torch_contiguous"] / v, 3) for k, v in med.items()}}
+
+
+def per_config(model: nn.Module, masks: list[Mask], images: ImageSet, normalization, batch: int,
+               memory_format: torch.memory_format) -> dict[str, Any]:
+    gated = GatedModel(model).eval().to(memory_format=memory_format)
+    unique = sorted(set(masks))
+    t = time.perf_counter()
+    naive = {m: evaluate(lambda x, m=m: gated(x, torch.tensor(m)), images, normalization, batch_size=batch,
+                         memory_format=memory_format) for m in unique}
+    naive_s = time.perf_counter() - t
+    engine = PrefixSharingEngine(gated, memory_format=memory_format)
+    t = time.perf_counter()
+    shared = engine.evaluate(unique, images, normalization, batch_size=batch)
+    engine_s = time.perf_counter() - t
+    return {"configs": len(unique), "naive_s_per_config": round(naive_s / len(unique), 4),
+            "engine_s_per_config": round(engine_s / len(unique), 4), "speedup": round(naive_s / engine_s, 2),
+            "identical": shared == naive, "engine_peak_mb": round(engine.peak_bytes / 2**20, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="resnet20,resnet110")
+    parser.add_argument("--images", type=int, default=1000, help="validation images per evaluation")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--draws", type=int, default=2, help="Figure-1 random masks per N")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of the backend comparison")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/design_bench.json"))
+    args = parser.parse_args()
+    data = load_dataset("fashion-mnist")
+    images = ImageSet(data.val.images[: args.images], data.val.labels[: args.images])
+    x, _ = next(iterate_batches(images, data.normalization, args.batch))
+    results = []
+    for name in args.models.split(","):
+        model = random_model(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            speed = backends(model, x, args.rounds, Path(tmp))
+        fmt = torch.channels_last if speed["images_per_s"]["torch_channels_last"] > \
+            speed["images_per_s"]["torch_contiguous"] else torch.contiguous_format
+        entry: dict[str, Any] = {"model": name, "skippable_blocks": GatedModel(model).num_gates,
+                                 "backends": speed, "memory_format": str(fmt).removeprefix("torch.")}
+        for label, masks in workloads(entry["skippable_blocks"], args.draws).items():
+            entry[label] = per_config(model, masks, images, data.normalization, args.batch, fmt)
+            print(f"{name} {label}: {entry[label]}", flush=True)
+        results.append(entry)
+    doc = {"schema": "edgeskip.design_bench/1", "machine": platform.machine(), "processor": platform.processor(),
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "images": args.images,
+           "batch": args.batch, "draws": args.draws, "numpy": np.__version__, "models": results}
+    write_json(args.out, doc)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

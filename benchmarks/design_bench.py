@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from edgeskip_runtime.atomic import write_json
-from edgeskip_runtime.module import load_function
+from edgeskip_runtime.module import load_function, to_numpy
 from torch import nn
 
 from edgeskip.accuracy import evaluate
@@ -76,11 +76,11 @@ def backends(model: nn.Module, x: torch.Tensor, rounds: int, work: Path) -> dict
     t = time.perf_counter()
     compile_onnx(proto, get_target("host"), work / "model.vmfb", work, b_s, log=CompileLog())
     compile_s = time.perf_counter() - t
-    fn, _ = load_function(work / "model.vmfb", "main_graph", driver="local-task")
+    _, fn = load_function(work / "model.vmfb", "main_graph", driver="local-task")
     xn, onn, xcl = x.numpy(), on.numpy(), x.contiguous(memory_format=torch.channels_last)
     calls: dict[str, Callable[[], Any]] = {"torch_contiguous": lambda: gated(x, on),
                                            "torch_channels_last": lambda: gated_cl(xcl, on),
-                                           "iree_local_task": lambda: fn(xn, onn)}
+                                           "iree_local_task": lambda: to_numpy(fn(xn, onn))}
     seconds: dict[str, list[float]] = {k: [] for k in calls}
     with torch.no_grad():
         for call in calls.values():

@@ -43,10 +43,17 @@ def train(out: Path, resume: bool, threads: int | None, **options) -> None:
     click.echo(f"wrote {out}: epoch {ck.epoch}, val accuracy {last['val_accuracy']:.4f}")
 
 
-def _data_options(data_dir: Path | None, limit: int | None, device: str):
+def _data_options(data_dir: Path | None, limit: int | None, device: str, memory_mb: int = 1024):
     from edgeskip.design.workflow import DataOptions
 
-    return DataOptions(data_dir=data_dir, limit=limit, device=device)
+    return DataOptions(data_dir=data_dir, limit=limit, device=device, memory_mb=memory_mb)
+
+
+def memory_option(f):
+    """The design-time engine's memory bound (sensitivity, pareto, figure1)."""
+    return click.option("--memory-mb", type=click.IntRange(min=1), default=1024, show_default=True,
+                        help="Activations the engine keeps to share work between configurations; beyond this it "
+                             "recomputes them (slower, never more memory).")(f)
 
 
 @main.command()
@@ -74,8 +81,10 @@ def evaluate(checkpoint: Path, mask: str | None, threads, data_dir, limit, devic
               help="sensitivity (the paper's), l2, random, or greedy (re-rank after each removal).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random ranker.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@memory_option
 @data_options
-def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, data_dir, limit, device) -> None:
+def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, data_dir, limit, device,
+                memory_mb: int) -> None:
     """Rank skippable blocks by validation accuracy with each one skipped alone.
 
     Writes JSON (schema edgeskip.sensitivity/1) with per-block accuracies and the order,
@@ -84,7 +93,7 @@ def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, da
     from edgeskip.design.workflow import sensitivity as run
 
     set_threads(threads)
-    doc = run(checkpoint, out, _data_options(data_dir, limit, device), ranker=ranker, seed=seed)
+    doc = run(checkpoint, out, _data_options(data_dir, limit, device, memory_mb), ranker=ranker, seed=seed)
     click.echo(f"wrote {out}: order {doc['order']} (baseline val accuracy {doc['baseline_accuracy']:.4f})")
 
 
@@ -97,9 +106,10 @@ def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, da
 @click.option("--repeats", type=click.IntRange(min=1), default=30, show_default=True,
               help="Latency samples per configuration.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@memory_option
 @data_options
 def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, out: Path, threads, data_dir, limit,
-           device) -> None:
+           device, memory_mb: int) -> None:
     """Build the Pareto front (validation accuracy against latency) of skip configurations.
 
     Writes OUT (schema edgeskip.pareto/1) and, beside it, accuracy_vs_skipped.png and
@@ -108,8 +118,8 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
     from edgeskip.design.workflow import pareto as run
 
     set_threads(threads)
-    result = run(checkpoint, sensitivity_path, out, _data_options(data_dir, limit, device), exhaustive=exhaustive,
-                 repeats=repeats)
+    result = run(checkpoint, sensitivity_path, out, _data_options(data_dir, limit, device, memory_mb),
+                 exhaustive=exhaustive, repeats=repeats)
     click.echo(f"wrote {out}: {len(result.front.configs)} of {len(result.candidates)} candidates on the front")
     if result.hypervolume_ratio is not None:
         click.echo(f"hypervolume of the sensitivity front / true front: {result.hypervolume_ratio:.4f}")
@@ -122,8 +132,10 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="JSON path; the PNG is written beside it.")
+@memory_option
 @data_options
-def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, out: Path, threads, data_dir, limit, device) -> None:
+def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, out: Path, threads, data_dir, limit, device,
+            memory_mb: int) -> None:
     """Reproduce the paper's Figure 1: accuracy against skipped blocks for several checkpoints.
 
     CHECKPOINTS are LABEL=PATH pairs (or plain paths, labelled by their recipe), e.g.
@@ -137,7 +149,7 @@ def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, out: Path, thre
     for item in checkpoints:
         label, sep, path = item.partition("=")
         labelled[label if sep else load_checkpoint(item).recipe] = path if sep else item
-    doc = run(labelled, out, _data_options(data_dir, limit, device), draws=draws, seed=seed)
+    doc = run(labelled, out, _data_options(data_dir, limit, device, memory_mb), draws=draws, seed=seed)
     for m in doc["models"]:
         click.echo(f"{m['label']}: mean accuracy loss over N = {m['mean_accuracy_loss']:.4f}")
 

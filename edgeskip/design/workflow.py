@@ -20,6 +20,7 @@ from edgeskip.design import figure1 as fig1
 from edgeskip.design.config_eval import ConfigEvaluator
 from edgeskip.design.pareto_search import ParetoResult, build_pareto
 from edgeskip.design.plots import plot_accuracy_vs_skipped, plot_figure1, plot_pareto
+from edgeskip.design.prefix_engine import DEFAULT_MEMORY_BUDGET
 from edgeskip.design.sensitivity import SCHEMA as SENSITIVITY_SCHEMA
 from edgeskip.design.sensitivity import run_sensitivity
 from edgeskip.models.cost import mac_profile
@@ -31,6 +32,7 @@ class DataOptions:
     data_dir: str | Path | None = None
     limit: int | None = None
     device: str = "cpu"
+    memory_mb: int = DEFAULT_MEMORY_BUDGET >> 20  # activations the design-time engine may keep
 
 
 @dataclass
@@ -50,7 +52,8 @@ def open_session(checkpoint_path: str | Path, options: DataOptions) -> Session:
         raise UsageError(f"dataset {ck.dataset} gives images of shape {data.image_shape}, "
                          f"the checkpoint expects {tuple(ck.input_shape)}")
     data.normalization = ck.normalization  # evaluate exactly as trained
-    return Session(ck, data, ConfigEvaluator(ck.build_model(), data, device=options.device))
+    return Session(ck, data, ConfigEvaluator(ck.build_model(), data, device=options.device,
+                                                  memory_budget_bytes=options.memory_mb << 20))
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, options: DataOptions,

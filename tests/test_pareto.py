@@ -89,3 +89,13 @@ def test_bad_files(tmp_path: Path) -> None:
     (tmp_path / "other.json").write_text('{"schema": "something/1"}')
     with pytest.raises(ParetoFileError, match="schema"):
         ParetoFront.load(tmp_path / "other.json")
+
+
+def test_skippable_within_counts_blocks_within_the_accuracy_budget() -> None:
+    from edgeskip.design.pareto_search import skippable_within
+
+    tests = [0.95, 0.945, 0.93, 0.86, 0.5]
+    candidates = [ConfigPoint([0] * n + [1] * (4 - n), 0.9, 1.0, test_accuracy=t) for n, t in enumerate(tests)]
+    assert skippable_within(candidates, 1) == 1
+    assert skippable_within(candidates, 10) == 3
+    assert skippable_within(candidates, 50) == 4

@@ -121,6 +121,9 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
     result = run(checkpoint, sensitivity_path, out, _data_options(data_dir, limit, device, memory_mb),
                  exhaustive=exhaustive, repeats=repeats)
     click.echo(f"wrote {out}: {len(result.front.configs)} of {len(result.candidates)} candidates on the front")
+    within = result.front.meta["skippable_within_points"]
+    click.echo(f"blocks skippable within 1 point of full-depth test accuracy: {within['1']}, within 10 points: "
+               f"{within['10']} (of {result.front.skippable_blocks})")
     if result.hypervolume_ratio is not None:
         click.echo(f"hypervolume of the sensitivity front / true front: {result.hypervolume_ratio:.4f}")
 

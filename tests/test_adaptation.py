@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from edgeskip.evaluation.client import OIPClient, parse_metrics
 from edgeskip.evaluation.drivers import InProcessDriver
-from edgeskip.evaluation.ideal import processed_when_busy_drops
+from edgeskip.evaluation.ideal import ideal_bound, processed_when_busy_drops
 from edgeskip.evaluation.local_server import LocalServer
 from edgeskip.evaluation.runner import BenchOptions, run_bench
 from edgeskip.evaluation.workloads import WORKLOADS, WorkloadSpec
@@ -425,6 +425,49 @@ def test_ideal_bound_simulation() -> None:
     assert processed_when_busy_drops(arrivals, 0.5) == 10
     assert processed_when_busy_drops(arrivals, 1.5) == 5  # every other request
     assert processed_when_busy_drops(arrivals, 2.5) == 4  # every third
+
+
+def _drop_when_busy(arrivals: list[float], busy: list[float]) -> int:
+    """A drop-when-busy server whose i-th processed request keeps it busy for ``busy[i]``."""
+    free_at, done = float("-inf"), 0
+    for t in arrivals:
+        if t >= free_at:
+            free_at, done = t + busy[done], done + 1
+    return done
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_greedy_at_the_least_busy_time_bounds_any_server(seed: int) -> None:
+    """The ideal bound's premise: busy times of at least B never process more than greedy with B."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0, 300)).tolist()
+    busy = rng.uniform(0.8, 2.0, 300).tolist()
+    assert _drop_when_busy(arrivals, busy) <= processed_when_busy_drops(arrivals, min(busy))
+
+
+def test_ideal_bound_is_never_below_the_measured_ratio() -> None:
+    """Arrivals that drift from their schedule and a worker faster than its median: the bound still holds."""
+    rng = np.random.default_rng(0)
+    configs = {"configs": [{"index": 0, "latency_ms": 1.0, "allowed": True},
+                           {"index": 1, "latency_ms": 0.6, "allowed": True}]}
+
+    def run(config: int, module_ms: list[float]) -> dict:
+        sent = np.cumsum(rng.uniform(0.5, 1.1, 400) * 1e-3).tolist()  # scheduled every 0.8 ms, sent with jitter
+        records, free_at, k = [], float("-inf"), 0
+        for t in sent:
+            ok = t >= free_at
+            if ok:
+                free_at, k = t + (module_ms[k] + 0.05) / 1e3, k + 1
+            records.append({"sent_s": t, "status": 200 if ok else 503, "config": config,
+                            "server_latency_ms": module_ms[k - 1] if ok else None,
+                            "server_total_ms": module_ms[k - 1] + 0.05 if ok else None})
+        return {"records": records, "processed": k}
+
+    baseline = run(0, rng.uniform(0.9, 1.4, 400).tolist())
+    adaptive = run(1, (0.6 * rng.uniform(0.9, 1.4, 400)).tolist())
+    bound = ideal_bound(baseline, adaptive, configs)
+    assert adaptive["processed"] / baseline["processed"] <= bound["processed_x"]
+    assert bound["fastest_busy_ms"] == pytest.approx(0.6 * 0.9 + 0.05, abs=0.01)
 
 
 # -- the in-process driver and the sweep ------------------------------------------------------------

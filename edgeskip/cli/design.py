@@ -13,8 +13,16 @@ from edgeskip.cli.common import data_options, set_threads
 @main.command()
 @click.option("--model", default="resnet20", show_default=True, help="Registered model (see `edgeskip list`).")
 @click.option("--dataset", default="fashion-mnist", show_default=True, help="Registered dataset.")
-@click.option("--recipe", default="stochastic-depth", show_default=True, help="standard or stochastic-depth.")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--recipe", default="stochastic-depth", show_default=True,
+              help="standard, stochastic-depth, or skipnet (the baseline, trained from a standard checkpoint --from).")
+@click.option("--from", "init", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="skipnet: the standard checkpoint it starts from.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Epochs (skipnet: of its reinforcement-learning stage).")
+@click.option("--sp-epochs", type=click.IntRange(min=0), default=2, show_default=True,
+              help="skipnet: epochs of its supervised pre-training stage.")
+@click.option("--gate-type", default=None,
+              help="skipnet: ffgate1 or ffgate2 (default: SkipNet's choice for the depth).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True, help="Base learning rate.")
 @click.option("--momentum", type=float, default=0.9, show_default=True)
@@ -28,16 +36,31 @@ from edgeskip.cli.common import data_options, set_threads
 @click.option("--resume", is_flag=True, help="Continue from --out if it holds an unfinished run.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Checkpoint path.")
 @data_options
-def train(out: Path, resume: bool, threads: int | None, **options) -> None:
+def train(out: Path, resume: bool, threads: int | None, init: Path | None, sp_epochs: int, gate_type: str | None,
+          **options) -> None:
     """Train a model (stochastic depth by default) and write a resumable checkpoint.
 
-    Also writes OUT with suffix .metrics.jsonl: one JSON line per epoch.
+    Also writes OUT with suffix .metrics.jsonl: one JSON line per epoch. With --recipe skipnet, trains the
+    SkipNet baseline (supervised pre-training, then hybrid RL) from the standard checkpoint --from.
     """
     from edgeskip.training.trainer import TrainConfig
     from edgeskip.training.trainer import train as run_training
 
     set_threads(threads)
     options["data_dir"] = str(options["data_dir"]) if options["data_dir"] else None
+    if options["recipe"] == "skipnet":
+        from edgeskip.baselines.skipnet_training import SkipNetConfig, train_skipnet
+
+        if init is None:
+            raise click.UsageError("--recipe skipnet starts from a standard checkpoint: give it with --from")
+        ck = train_skipnet(SkipNetConfig(standard=str(init), gate_type=gate_type, sp_epochs=sp_epochs,
+                                         rl_epochs=options["epochs"], batch_size=options["batch_size"],
+                                         seed=options["seed"], device=options["device"], limit=options["limit"],
+                                         data_dir=options["data_dir"]), out)
+        last = ck.metrics[-1]
+        click.echo(f"wrote {out}: val accuracy {last['val_accuracy']:.4f}, "
+                   f"{last['val_mean_skipped']:.2f} blocks skipped per image on average")
+        return
     ck = run_training(TrainConfig(**options), out, resume=resume)
     last = ck.metrics[-1]
     click.echo(f"wrote {out}: epoch {ck.epoch}, val accuracy {last['val_accuracy']:.4f}")
@@ -166,7 +189,8 @@ def list_registered() -> None:
     from edgeskip.training.recipes import RECIPES
     from edgeskip.training.schedules import SCHEDULES
 
-    for kind, names in [("models", list_models()), ("datasets", list_datasets()), ("recipes", RECIPES.names()),
+    for kind, names in [("models", list_models()), ("datasets", list_datasets()),
+                        ("recipes", [*RECIPES.names(), "skipnet (from a standard checkpoint)"]),
                         ("schedules", SCHEDULES.names()), ("rankers", RANKERS.names())]:
         click.echo(f"{kind}: {', '.join(names)}")
 

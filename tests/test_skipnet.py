@@ -101,3 +101,31 @@ def test_skipnet_trains_from_a_standard_checkpoint(standard_checkpoint: Path, tm
 def test_skipnet_needs_a_standard_checkpoint(synthetic_checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="starts from a standard checkpoint"):
         train_skipnet(SkipNetConfig(standard=str(synthetic_checkpoint), limit=64), tmp_path / "s.pt", progress=False)
+
+
+def test_skipnet_exports_with_data_dependent_branches() -> None:
+    """Each gate is an ONNX If decided in the graph; ONNX Runtime follows each image's own decisions."""
+    import onnxruntime as ort
+
+    from edgeskip.compile.errors import GateStructureError
+    from edgeskip.compile.export import export_gated, export_self_gated
+    from edgeskip.compile.onnx_gates import verify_self_gated
+
+    torch.manual_seed(0)
+    net = SkipNet(create_model("resnet20", in_channels=1)).eval()
+    proto = export_self_gated(net, [1, 32, 32])
+    gates = verify_self_gated(proto, expected=net.num_gates)
+    assert len(gates) == 8 and all(g.decided_by for g in gates)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    decisions = set()
+    for seed in range(6):
+        x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(seed)) * (1 + seed)
+        with torch.no_grad():
+            want = net(x)
+        decisions.add(tuple(net.trace.run_matrix()[0].tolist()))
+        got = session.run(None, {"image": x.numpy()})[0]
+        assert torch.allclose(torch.from_numpy(got), want, atol=1e-4)
+    assert len(decisions) > 1  # the images really took different paths
+    cfg_driven, _ = export_gated(create_model("resnet20", in_channels=1), [1, 32, 32])
+    with pytest.raises(GateStructureError, match="takes only 'image'"):
+        verify_self_gated(cfg_driven, expected=6)

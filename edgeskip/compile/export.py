@@ -18,8 +18,9 @@ import onnx
 import torch
 from edgeskip_runtime.atomic import atomic_path
 
+from edgeskip.baselines.skipnet import SkipNet
 from edgeskip.compile.metadata import ExportMetadata, write_metadata
-from edgeskip.compile.onnx_gates import CFG_INPUT, IMAGE_INPUT, Gate, verify_gates
+from edgeskip.compile.onnx_gates import CFG_INPUT, IMAGE_INPUT, Gate, verify_gates, verify_self_gated
 from edgeskip.gating import GatedModel
 from edgeskip.models.protocol import skippable_blocks
 from edgeskip.training.checkpoint import load_checkpoint
@@ -47,6 +48,20 @@ def export_gated(model: torch.nn.Module, input_shape: list[int], batch_size: int
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     return program.model_proto, gated.num_gates
+
+
+def export_self_gated(model: SkipNet, input_shape: list[int]) -> onnx.ModelProto:
+    """Export a self-gated network (SkipNet) at batch 1: one data-dependent ``If`` per gate, input ``image`` only,
+    checked by :func:`verify_self_gated`."""
+    image = torch.zeros(1, *input_shape)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model.eval(), (image,), dynamo=True, opset_version=OPSET, verbose=False,
+                                    input_names=[IMAGE_INPUT], output_names=[OUTPUT_NAME])
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
+    verify_self_gated(program.model_proto, expected=model.num_gates)
+    return program.model_proto
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, batch_size: int = 1) -> ExportResult:

@@ -149,3 +149,48 @@ def check_condition_semantics(model: onnx.ModelProto, gates: list[Gate]) -> None
             if bool(values[c]) != bool(cfg[g.index]):
                 raise GateStructureError(f"gate {g.node} does not mean 'run iff cfg[{g.index}] != 0': "
                                          f"for cfg {cfg.tolist()} its condition is {bool(values[c])}")
+
+
+@dataclass(frozen=True)
+class DecisionGate:
+    """A gate that decides from the data (SkipNet): its If node and the Conv that its condition is computed from."""
+
+    node: str
+    decided_by: str
+
+
+def verify_self_gated(model: onnx.ModelProto, expected: int) -> list[DecisionGate]:
+    """Check a self-gated export (SkipNet): the image is the only input and exactly ``expected`` top-level
+    ``If`` nodes exist, each condition computed in the graph from a gate's convolution output, none traced
+    to a graph input without passing through one (a condition read from an input would be a cfg in disguise)."""
+    graph = model.graph
+    inputs = [i.name for i in graph.input]
+    if inputs != [IMAGE_INPUT]:
+        raise GateStructureError(f"a self-gated model takes only {IMAGE_INPUT!r}, got inputs {inputs}")
+    producer = {o: n for n in graph.node for o in n.output}
+    gates = []
+    for node in graph.node:
+        if node.op_type != "If":
+            continue
+        seen, stack, conv = set(), [node.input[0]], None
+        while stack:  # walk the condition's producers back until a Conv (the gate) or an input
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in inputs:
+                raise GateStructureError(f"If {node.name!r}: its condition reaches input {name!r} without "
+                                         "passing through a gate's convolution")
+            src = producer.get(name)
+            if src is None:
+                continue  # an initializer or constant
+            if src.op_type == "Conv":
+                conv = src.name
+                continue
+            stack.extend(i for i in src.input if i)
+        if conv is None:
+            raise GateStructureError(f"If {node.name!r}: its condition is not computed from a gate's output")
+        gates.append(DecisionGate(node.name, conv))
+    if len(gates) != expected:
+        raise GateStructureError(f"expected {expected} data-dependent gates, found {len(gates)} If nodes")
+    return gates

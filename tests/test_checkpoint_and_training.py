@@ -97,3 +97,14 @@ def test_bad_training_options() -> None:
         TrainConfig(epochs=0).validate()
     with pytest.raises(KeyError, match="unknown recipe"):
         TrainConfig(recipe="dropout").validate()
+
+
+def test_warmup_scales_the_learning_rate_linearly(tmp_path: Path) -> None:
+    def lrs(warmup: float) -> list[float]:
+        ck = train(TrainConfig(model="resnet20", dataset="synthetic", epochs=2, limit=64, batch_size=32,
+                               warmup_epochs=warmup), tmp_path / f"w{warmup}.pt", progress=False)
+        return [m["lr"] for m in ck.metrics]
+
+    plain, warm = lrs(0.0), lrs(2.0)
+    assert warm[0] == pytest.approx(0.5 * plain[0])  # the last step of epoch 1 is halfway through the warm-up
+    assert warm[1] == pytest.approx(plain[1])  # warm-up over: the schedule alone

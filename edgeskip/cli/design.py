@@ -28,6 +28,8 @@ from edgeskip.cli.common import data_options, set_threads
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True)
 @click.option("--schedule", default="cosine", show_default=True, help="cosine, or step (the paper's 50%/35%/15%).")
+@click.option("--warmup-epochs", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Linear learning-rate warm-up over this many epochs (deep nets such as resnet110 need about 1).")
 @click.option("--p-last", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Survival probability p_L of the last block (stochastic depth).")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -34,6 +34,7 @@ from edgeskip.data import load_dataset
 from edgeskip.data.base import ImageSet, Normalization, iterate_batches
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
+from edgeskip.training.loop import EpochStats, sgd_step
 from edgeskip.training.schedules import SCHEDULES
 
 
@@ -127,30 +128,24 @@ def train_skipnet(config: SkipNetConfig, out: str | Path, *, progress: bool = Tr
             for epoch in range(epochs):
                 net.train()
                 net.mode = stage
-                t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+                t0, stats = time.perf_counter(), EpochStats()
                 batches = iterate_batches(data.train, data.normalization, config.batch_size, shuffle=True,
                                           augment=True, generator=generator, device=config.device)
                 for step, (x, y) in enumerate(batches):
                     lr = lr0 * schedule((epoch * steps + step) / (epochs * steps))
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
                     logits = net(x)
                     if stage == "reinforce":
                         loss = reinforce_loss(net, logits, y, config.alpha, config.rl_weight)
                     else:
                         loss = nn.functional.cross_entropy(logits, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    seen += len(y)
-                    loss_sum += loss.item() * len(y)
-                    correct += (logits.argmax(1) == y).sum().item()
+                    sgd_step(optimizer, loss, lr)
+                    stats.add(loss, logits, y)
                     skipped = (1 - net.trace.run_matrix()).sum(1).float().mean().item()
-                    bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} acc {correct / seen:.3f} "
+                    bar.update(task, advance=1, info=f"epoch {epoch + 1}/{epochs} acc {stats.accuracy:.3f} "
                                                      f"skipped {skipped:.2f}")
                 val = evaluate_skipnet(net, data.val, data.normalization, device=config.device)
-                record = {"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / seen,
-                          "train_accuracy": correct / seen, "val_accuracy": val.accuracy,
+                record = {"stage": stage, "epoch": epoch + 1, "train_loss": stats.loss,
+                          "train_accuracy": stats.accuracy, "val_accuracy": val.accuracy,
                           "val_mean_skipped": val.mean_skipped, "seconds": time.perf_counter() - t0}
                 metrics.append(record)
                 bar.console.log(f"{stage} epoch {epoch + 1}: val acc {val.accuracy:.4f}, "

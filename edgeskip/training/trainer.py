@@ -24,6 +24,7 @@ from edgeskip.data.base import iterate_batches
 from edgeskip.models import create_model
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
+from edgeskip.training.loop import EpochStats, sgd_step
 from edgeskip.training.recipes import RECIPES, RecipeOptions
 from edgeskip.training.schedules import SCHEDULES
 from edgeskip.training.stochastic_depth import remove_stochastic_depth
@@ -131,31 +132,25 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                             completed=start_epoch * steps_per_epoch, info="")
         for epoch in range(start_epoch, config.epochs):
             model.train()
-            t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+            t0, stats = time.perf_counter(), EpochStats()
             batches = iterate_batches(data.train, data.normalization, config.batch_size, shuffle=True,
                                       augment=True, generator=generator, device=device)
             for step, (x, y) in enumerate(batches):
                 done = epoch * steps_per_epoch + step
                 lr = config.lr * schedule(done / total_steps) * warmup(done)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
                 x = x.contiguous(memory_format=memory_format)
                 logits = model(x)
                 loss = nn.functional.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                seen += len(y)
-                loss_sum += loss.item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
-                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.3f} "
-                                                 f"acc {correct / seen:.3f} lr {lr:.4f}")
+                sgd_step(optimizer, loss, lr)
+                stats.add(loss, logits, y)
+                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {stats.loss:.3f} "
+                                                 f"acc {stats.accuracy:.3f} lr {lr:.4f}")
             train_seconds = time.perf_counter() - t0
             model.eval()
             val_acc, val_loss, _ = evaluate(model, data.val, data.normalization, device=device)
-            record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+            record = {"epoch": epoch + 1, "train_loss": stats.loss, "train_accuracy": stats.accuracy,
                       "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr, "seconds": train_seconds,
-                      "train_images_per_s": seen / train_seconds}
+                      "train_images_per_s": stats.seen / train_seconds}
             metrics.append(record)
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")

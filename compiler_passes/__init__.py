@@ -53,6 +53,8 @@ STAGES = ("onnx", "input", "stream")
 # copies one transient size.
 DEFAULT_PIPELINE = ("channels-last-gate-boundaries", "channels-last-branch-weights", "verify-gates-mlir",
                     "gate-conditions-without-host-syncs", "specialize-configs", "uniform-config-transients")
+# A self-gated model (SkipNet) has no cfg: of the default passes only the one that does not read cfg applies.
+SELF_GATED_PIPELINE = ("channels-last-branch-weights",)
 
 
 def register_pass(cls: type[CompilerPass]) -> type[CompilerPass]:
@@ -70,5 +72,5 @@ def list_passes() -> list[str]:
     return PASSES.names()
 
 
-__all__ = ["DEFAULT_PIPELINE", "PASSES", "STAGES", "CompilerPass", "PassContext", "PassError", "get_pass",
-           "list_passes", "register_pass"]
+__all__ = ["DEFAULT_PIPELINE", "PASSES", "SELF_GATED_PIPELINE", "STAGES", "CompilerPass", "PassContext", "PassError",
+           "get_pass", "list_passes", "register_pass"]

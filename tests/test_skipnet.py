@@ -129,3 +129,50 @@ def test_skipnet_exports_with_data_dependent_branches() -> None:
     cfg_driven, _ = export_gated(create_model("resnet20", in_channels=1), [1, 32, 32])
     with pytest.raises(GateStructureError, match="takes only 'image'"):
         verify_self_gated(cfg_driven, expected=6)
+
+
+def test_skipnet_compiles_and_serves_as_one_self_gated_operating_point(standard_checkpoint: Path,
+                                                                      tmp_path: Path) -> None:
+    """Export a SkipNet checkpoint, compile it with IREE for the host, and run it in the module and the server
+    engine: no cfg, one operating point, each image's own branches, the eager network's logits."""
+    import numpy as np
+    from edgeskip_runtime.bundle import Bundle
+    from edgeskip_runtime.module import CompiledModel
+    from edgeskip_runtime.server import InferenceEngine
+    from edgeskip_runtime.server.engine import InferRequest
+
+    from edgeskip.compile.bundle import build_bundle
+    from edgeskip.compile.export import export_checkpoint
+    from edgeskip.training.checkpoint import Checkpoint
+
+    standard = load_checkpoint(standard_checkpoint)
+    torch.manual_seed(1)
+    net = SkipNet(standard.build_model()).eval()
+    ck = Checkpoint(model=standard.model, model_args=standard.model_args, dataset=standard.dataset,
+                    normalization=standard.normalization, input_shape=standard.input_shape,
+                    state_dict=net.state_dict(), recipe="skipnet", metrics=[{"val_accuracy": 0.5}],
+                    train_config={**standard.train_config, "recipe": "skipnet", "gate_type": net.gate_type})
+    ck.save(tmp_path / "skipnet.pt")
+    export = export_checkpoint(tmp_path / "skipnet.pt", tmp_path / "skipnet.onnx")
+    assert export.metadata.self_gated and len(export.gates) == net.num_gates
+    bundle = build_bundle(export.path, "host", None, tmp_path / "bundle")
+    assert bundle.manifest.self_gated and [i.name for i in bundle.manifest.inputs] == ["image"]
+    assert bundle.manifest.compiler["passes"] == ["channels-last-branch-weights"]
+    front = Bundle.open(bundle.path).pareto
+    assert front.skippable_blocks == 0 and len(front.configs) == 1 and front.configs[0].val_accuracy == 0.5
+    model = CompiledModel(Bundle.open(bundle.path))
+    assert model.num_gates == 0
+    paths = set()
+    for seed in range(5):
+        x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(seed)) * (1 + seed)
+        with torch.no_grad():
+            want = net(x).numpy()
+        paths.add(tuple(net.trace.run_matrix()[0].tolist()))
+        assert np.allclose(model.infer(x.numpy(), ()), want, atol=1e-4)
+    assert len(paths) > 1
+    engine = InferenceEngine(bundle.path, pin=False)
+    try:
+        result = engine.submit(InferRequest("r", x.numpy(), 0, None, False))
+        assert np.allclose(result.logits, want, atol=1e-4) and result.n_skipped == 0 and result.config == 0
+    finally:
+        engine.close()

@@ -25,8 +25,8 @@ def export(checkpoint: Path, out: Path, batch_size: int) -> None:
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", required=True, help="Board to compile for (see `edgeskip targets`).")
-@click.option("--pareto", "pareto_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output of `edgeskip pareto` for this model.")
+@click.option("--pareto", "pareto_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output of `edgeskip pareto` for this model (not for a self-gated SkipNet export).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle folder.")
 @click.option("--passes", default=None,
               help="Comma-separated compiler passes (default: all of the default pipeline; '' for none). "
@@ -40,12 +40,12 @@ def compile_model(model: Path, target: str, pareto_path: Path, out: Path, passes
     network (specialize-configs); any other cfg still runs, through the gates.
     """
     from edgeskip.compile.bundle import build_bundle
-    from edgeskip.compiler_passes import DEFAULT_PIPELINE, get_pass
+    from edgeskip.compiler_passes import get_pass
     from edgeskip.targets import get_target
 
     board = get_target(target)  # fail on an unknown board before any work
-    names = DEFAULT_PIPELINE if passes is None else tuple(p for p in passes.split(",") if p)
-    for name in names:
+    names = None if passes is None else tuple(p for p in passes.split(",") if p)
+    for name in names or ():
         get_pass(name)
     bundle = build_bundle(model, board, pareto_path, out, passes=names)
     m = bundle.manifest

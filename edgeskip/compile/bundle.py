@@ -25,15 +25,15 @@ import onnx
 from edgeskip_runtime.atomic import replace_dir
 from edgeskip_runtime.bundle import Bundle, sha256_file
 from edgeskip_runtime.manifest import MANIFEST, Manifest, TensorSpec
-from edgeskip_runtime.pareto import ParetoFront
+from edgeskip_runtime.pareto import ConfigPoint, ParetoFront
 from google.protobuf.message import DecodeError
 
 from edgeskip.compile.elf import describe_executables
 from edgeskip.compile.errors import CompileError
 from edgeskip.compile.iree import ENTRY_FUNCTION, CompileLog, compile_onnx, iree_version
 from edgeskip.compile.metadata import ExportMetadata, read_metadata
-from edgeskip.compile.onnx_gates import cfg_length, verify_gates
-from edgeskip.compiler_passes import DEFAULT_PIPELINE
+from edgeskip.compile.onnx_gates import cfg_length, verify_gates, verify_self_gated
+from edgeskip.compiler_passes import DEFAULT_PIPELINE, SELF_GATED_PIPELINE
 from edgeskip.targets import Target, get_target
 
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32"}
@@ -73,19 +73,37 @@ def _check_pareto(pareto_path: Path, meta: ExportMetadata, b_s: int) -> ParetoFr
     return front
 
 
-def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str | Path, out: str | Path,
-                 passes: Sequence[str] = DEFAULT_PIPELINE, extra_flags: Sequence[str] = ()) -> Bundle:
-    """Compile ``onnx_path`` for ``target`` and write the bundle folder ``out`` atomically."""
+def _self_gated_front(meta: ExportMetadata) -> ParetoFront:
+    """A self-gated model's one operating point (no cfg: an empty mask); ``profile`` measures its latency."""
+    return ParetoFront(meta.model, meta.dataset, 0, [ConfigPoint([], meta.val_accuracy or 0.0, 0.0,
+                                                                 latency_source="not yet profiled")],
+                       {"self_gated": True, "gated_blocks": meta.skippable_blocks})
+
+
+def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str | Path | None, out: str | Path,
+                 passes: Sequence[str] | None = None, extra_flags: Sequence[str] = ()) -> Bundle:
+    """Compile ``onnx_path`` for ``target`` and write the bundle folder ``out`` atomically.
+
+    A self-gated export (SkipNet) needs no Pareto file: it is one operating point, compiled with the passes
+    that do not read cfg (``SELF_GATED_PIPELINE``)."""
     t0 = time.perf_counter()
     board = target if isinstance(target, Target) else get_target(target)  # unknown: lists the known boards
     model = load_onnx(onnx_path)
     meta = read_metadata(model, str(onnx_path))
-    b_s = cfg_length(model)
-    pareto_path, out = Path(pareto_path), Path(out)
+    out = Path(out)
     if out.exists() and not (out / MANIFEST).is_file():
         raise CompileError(f"{out} exists and is not an edgeskip bundle; refusing to replace it")
-    front = _check_pareto(pareto_path, meta, b_s)
-    gates = verify_gates(model, expected=meta.skippable_blocks)
+    if meta.self_gated:
+        b_s, front = 0, _self_gated_front(meta)
+        gates: list = verify_self_gated(model, expected=meta.skippable_blocks)
+        passes = SELF_GATED_PIPELINE if passes is None else passes
+    else:
+        if pareto_path is None:
+            raise CompileError(f"{onnx_path} has skip gates read from cfg: give its Pareto file", setting="pareto_path")
+        b_s = cfg_length(model)
+        front = _check_pareto(Path(pareto_path), meta, b_s)
+        gates = verify_gates(model, expected=meta.skippable_blocks)
+        passes = DEFAULT_PIPELINE if passes is None else passes
     inputs, outputs = _io(model.graph.input), _io(model.graph.output)
     log = CompileLog()
     log.add("check", "onnx-gates", time.perf_counter() - t0, gates=len(gates))
@@ -101,7 +119,7 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
                              extra_flags=[*extra_flags, f"--iree-hal-dump-executable-binaries-to={dump}"], log=log,
                              specialize=[c.mask for c in front.configs])
         executables = describe_executables(dump, board)
-        shutil.copyfile(pareto_path, tmp / "pareto.json")
+        front.save(tmp / "pareto.json")
         shutil.rmtree(work)
         log.add("total", "compile", time.perf_counter() - t0)
         (tmp / "compile.log").write_text(log.text())
@@ -109,7 +127,7 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
             model=meta.model, dataset=meta.dataset, normalization=meta.normalization, skippable_blocks=b_s,
             entry_function=ENTRY_FUNCTION, inputs=inputs, outputs=outputs, target=board.to_dict(),
             files={p.name: sha256_file(p) for p in sorted(tmp.iterdir())},
-            block_names=tuple(meta.block_names), pareto_configs=len(front.configs),
+            block_names=tuple(meta.block_names), pareto_configs=len(front.configs), self_gated=meta.self_gated,
             compiler={"iree_version": iree_version(),
                       "flags": [f for f in flags if not f.startswith("--iree-hal-dump-executable-binaries-to")],
                       "passes": log.passes()},

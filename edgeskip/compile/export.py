@@ -68,11 +68,19 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, batch_size: int =
     """Export ``checkpoint`` to ``out`` (gated ONNX, opset 18), verified and written atomically."""
     ck = load_checkpoint(checkpoint)
     model = ck.build_model()
-    proto, b_s = export_gated(model, list(ck.input_shape), batch_size)
-    gates = verify_gates(proto, expected=b_s)
-    meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
-                          input_shape=[int(v) for v in ck.input_shape],
-                          block_names=[b.name for b in skippable_blocks(model)])
+    shape = [int(v) for v in ck.input_shape]
+    if isinstance(model, SkipNet):  # decides its own branches: no cfg, batch 1
+        proto = export_self_gated(model, shape)
+        gates: list = verify_self_gated(proto, expected=model.num_gates)
+        val = [m["val_accuracy"] for m in ck.metrics if "val_accuracy" in m]
+        meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
+                              input_shape=shape, block_names=model.block_names[1:], self_gated=True,
+                              val_accuracy=val[-1] if val else None)
+    else:
+        proto, b_s = export_gated(model, shape, batch_size)
+        gates = verify_gates(proto, expected=b_s)
+        meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
+                              input_shape=shape, block_names=[b.name for b in skippable_blocks(model)])
     write_metadata(proto, meta)
     onnx.checker.check_model(proto, full_check=True)
     out = Path(out)

@@ -26,6 +26,10 @@ class ExportMetadata:
     normalization: dict[str, list[float]]  # {"mean": [...], "std": [...]} on the 0..1 scale
     input_shape: list[int]  # (C, H, W) of one image
     block_names: list[str]  # the gated blocks, in cfg order
+    # A self-gated model (SkipNet) decides its own branches: no cfg input, one operating point, whose
+    # validation accuracy the export records (``val_accuracy``) for the bundle's one-point Pareto file.
+    self_gated: bool = False
+    val_accuracy: float | None = None
 
     @property
     def skippable_blocks(self) -> int:
@@ -34,7 +38,8 @@ class ExportMetadata:
     def to_props(self) -> dict[str, str]:
         values: dict[str, Any] = {"format": FORMAT, "model": self.model, "dataset": self.dataset,
                                   "normalization": self.normalization, "input_shape": self.input_shape,
-                                  "block_names": self.block_names, "skippable_blocks": self.skippable_blocks}
+                                  "block_names": self.block_names, "skippable_blocks": self.skippable_blocks,
+                                  "self_gated": self.self_gated, "val_accuracy": self.val_accuracy}
         return {_PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
@@ -56,6 +61,8 @@ def read_metadata(model: onnx.ModelProto, source: str = "the ONNX model") -> Exp
         return ExportMetadata(model=props["model"], dataset=props["dataset"],
                               normalization=json.loads(props["normalization"]),
                               input_shape=[int(v) for v in json.loads(props["input_shape"])],
-                              block_names=list(json.loads(props["block_names"])))
+                              block_names=list(json.loads(props["block_names"])),
+                              self_gated=bool(json.loads(props.get("self_gated", "false"))),
+                              val_accuracy=json.loads(props.get("val_accuracy", "null")))
     except (KeyError, ValueError, TypeError) as e:
         raise CompileError(f"{source} has malformed {FORMAT} metadata: {e!r}") from e

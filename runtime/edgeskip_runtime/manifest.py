@@ -9,7 +9,7 @@ and ``deploy`` read it, all through :class:`Manifest`. The document::
      "entry_function": str, "inputs": [{name, shape, dtype}], "outputs": [{name, shape, dtype}],
      "target": {name, triple, cpu, features, float_abi, arch, big/little/serving cores, power, ...},
      "compiler": {"iree_version", "flags", "passes"}, "executables": [ELF facts],
-     "compile_log": [steps], "files": {name: sha256}}
+     "compile_log": [steps], "files": {name: sha256}, "self_gated": bool}
 
 ``files`` lists every file of the bundle folder but the manifest itself, each with its sha256.
 ``target`` is the board's registered description (``edgeskip.targets``), so the runtime never needs the
@@ -64,6 +64,7 @@ class Manifest:
     compiler: dict[str, Any] = field(default_factory=dict)
     executables: tuple[dict[str, Any], ...] = ()
     compile_log: tuple[dict[str, Any], ...] = ()
+    self_gated: bool = False  # decides its own branches (SkipNet): no cfg input, one operating point
 
     # -- reading ---------------------------------------------------------------------------------
     @classmethod
@@ -95,6 +96,7 @@ class Manifest:
                 compiler=dict(doc.get("compiler", {})),
                 executables=tuple(doc.get("executables", [])),
                 compile_log=tuple(doc.get("compile_log", [])),
+                self_gated=bool(doc.get("self_gated", False)),
             )
         except KeyError as e:
             raise BundleError(f"{where} lacks {e.args[0]!r}") from e

@@ -97,17 +97,23 @@ class CompiledModel:
         if pin and driver == "local-sync":
             self.pinned_cores = pin_current_thread(bundle.serving_cores)
         self.image_spec = bundle.input("image")
-        self.cfg_spec = bundle.input("cfg")
+        # A self-gated module (SkipNet) decides its own branches and takes no cfg: one operating point.
+        self.cfg_spec = None if bundle.manifest.self_gated else bundle.input("cfg")
         self._context, self._fn = load_function(bundle.vmfb, bundle.function, driver=driver, allocator=allocator,
                                                 device=device)
-        self._cfg_dtype = np.dtype(self.cfg_spec.dtype)
+        self._cfg_dtype = np.dtype(self.cfg_spec.dtype if self.cfg_spec else "int64")
+        fn = self._fn
+        self._call = (lambda x, cfg: fn(x, cfg)) if self.cfg_spec else (lambda x, cfg: fn(x))
 
     @property
     def num_gates(self) -> int:
-        return int(self.cfg_spec.shape[0])
+        """Entries of cfg (0 for a self-gated module)."""
+        return int(self.cfg_spec.shape[0]) if self.cfg_spec else 0
 
     def check_cfg(self, cfg: Sequence[int] | np.ndarray) -> np.ndarray:
         arr = np.asarray(cfg)
+        if arr.size == 0:  # an empty cfg (a self-gated module's) has no dtype to speak of
+            arr = arr.astype(self._cfg_dtype)
         if arr.dtype.kind not in "biu":
             raise InputError(f"cfg must hold integers or bools, got dtype {arr.dtype}")
         if arr.shape != (self.num_gates,):
@@ -138,11 +144,11 @@ class CompiledModel:
         cfg_arr = self.check_cfg(cfg)
         compiled_batch = self.image_spec.shape[0]
         if compiled_batch == batch.shape[0]:
-            return to_numpy(self._fn(batch, cfg_arr))
+            return to_numpy(self._call(batch, cfg_arr))
         if compiled_batch != 1:
             raise InputError(f"the module was compiled for batch {compiled_batch}, got {batch.shape[0]}")
-        return np.concatenate([to_numpy(self._fn(batch[i : i + 1], cfg_arr)) for i in range(batch.shape[0])])
+        return np.concatenate([to_numpy(self._call(batch[i : i + 1], cfg_arr)) for i in range(batch.shape[0])])
 
     def infer_raw(self, image: np.ndarray, cfg: np.ndarray) -> np.ndarray:
         """The hot path for pre-validated, contiguous float32 ``(1, C, H, W)`` input and a checked cfg."""
-        return to_numpy(self._fn(image, cfg))
+        return to_numpy(self._call(image, cfg))

@@ -10,10 +10,10 @@ import torch
 from edgeskip_runtime.errors import UsageError
 
 from edgeskip.baselines.skipnet import SkipNet, default_gate_type
-from edgeskip.baselines.skipnet_training import SkipNetConfig, evaluate_skipnet, reinforce_loss, train_skipnet
 from edgeskip.data import load_dataset
 from edgeskip.models import create_model
 from edgeskip.training.checkpoint import load_checkpoint
+from edgeskip.training.skipnet import SkipNetConfig, evaluate_skipnet, reinforce_loss, train_skipnet
 from edgeskip.training.trainer import TrainConfig, train
 
 

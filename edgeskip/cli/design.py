@@ -51,7 +51,7 @@ def train(out: Path, resume: bool, threads: int | None, init: Path | None, sp_ep
     set_threads(threads)
     options["data_dir"] = str(options["data_dir"]) if options["data_dir"] else None
     if options["recipe"] == "skipnet":
-        from edgeskip.baselines.skipnet_training import SkipNetConfig, train_skipnet
+        from edgeskip.training.skipnet import SkipNetConfig, train_skipnet
 
         if init is None:
             raise click.UsageError("--recipe skipnet starts from a standard checkpoint: give it with --from")

@@ -3,9 +3,10 @@
 For each model (random-init weights with random BatchNorm statistics: the cost of a configuration does not
 depend on training), on the first ``--images`` Fashion-MNIST validation images, side by side in one run:
 
-(a) backends: images per second of the gated network at full depth, batch ``--batch``, for PyTorch eager
-    (contiguous and channels-last) and the IREE-compiled gated module (generic path, local-task), so that
-    the design-time engine uses the fastest; the ratios are measured in alternating rounds;
+(a) backends: images per second of the gated network at full depth for PyTorch eager (NCHW and
+    channels-last, at batches of 500 and of ``--batch``, the design-time default) and the IREE-compiled
+    gated module (generic path, local-task, batch 500), so that the design-time engine uses the fastest;
+    measured in alternating rounds;
 (b) per configuration, the seconds of the naive per-mask loop and of the prefix-sharing engine, for the
     masks of a sensitivity analysis (no-skip and "skip block i"), of the Pareto candidates (skip the N
     first blocks of a ranking, N = 0..B_s) and of Figure 1 (``--draws`` random masks per N); both give
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from edgeskip_runtime.atomic import write_json
 from edgeskip_runtime.module import load_function, to_numpy
+from edgeskip_runtime.stats import time_round_robin
 from torch import nn
 
 from edgeskip.accuracy import evaluate
@@ -37,6 +39,7 @@ from edgeskip.compile.export import export_gated
 from edgeskip.compile.iree import CompileLog, compile_onnx
 from edgeskip.data import load_dataset
 from edgeskip.data.base import ImageSet, iterate_batches
+from edgeskip.design.config_eval import DEFAULT_BATCH, DEFAULT_MEMORY_FORMAT
 from edgeskip.design.prefix_engine import PrefixSharingEngine
 from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
@@ -67,8 +70,9 @@ def workloads(n: int, draws: int) -> dict[str, list[Mask]]:
     }
 
 
-def backends(model: nn.Module, x: torch.Tensor, rounds: int, work: Path) -> dict[str, Any]:
-    """Images per second at full depth: torch contiguous, torch channels-last, IREE local-task."""
+def backends(model: nn.Module, x: torch.Tensor, batch: int, rounds: int, work: Path) -> dict[str, Any]:
+    """Images per second at full depth on the 500 images ``x``: PyTorch NCHW and channels-last in batches of
+    500 and of ``batch``, and the IREE module compiled for batch 500 (local-task)."""
     gated = GatedModel(model).eval()
     gated_cl = GatedModel(model).eval().to(memory_format=torch.channels_last)
     on = torch.ones(gated.num_gates, dtype=torch.int64)
@@ -78,22 +82,23 @@ def backends(model: nn.Module, x: torch.Tensor, rounds: int, work: Path) -> dict
     compile_s = time.perf_counter() - t
     _, fn = load_function(work / "model.vmfb", "main_graph", driver="local-task")
     xn, onn, xcl = x.numpy(), on.numpy(), x.contiguous(memory_format=torch.channels_last)
-    calls: dict[str, Callable[[], Any]] = {"torch_contiguous": lambda: gated(x, on),
-                                           "torch_channels_last": lambda: gated_cl(xcl, on),
-                                           "iree_local_task": lambda: to_numpy(fn(xn, onn))}
-    seconds: dict[str, list[float]] = {k: [] for k in calls}
-    with torch.no_grad():
-        for call in calls.values():
-            call()
-        for _ in range(rounds):  # alternating rounds: the machine's drift hits all three alike
-            for k, call in calls.items():
-                t = time.perf_counter()
-                call()
-                seconds[k].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in seconds.items()}
-    return {"batch": len(x), "rounds": rounds, "iree_compile_s": round(compile_s, 1),
+
+    def batched(net: nn.Module, images: torch.Tensor) -> Callable[[], Any]:
+        return lambda: [net(images[i : i + batch], on) for i in range(0, len(images), batch)]
+
+    calls: dict[str, Callable[[], Any]] = {
+        f"torch_nchw_batch{len(x)}": lambda: gated(x, on),
+        f"torch_channels_last_batch{len(x)}": lambda: gated_cl(xcl, on),
+        f"torch_nchw_batch{batch}": batched(gated, x),
+        f"torch_channels_last_batch{batch}": batched(gated_cl, xcl),
+        f"iree_local_task_batch{len(x)}": lambda: to_numpy(fn(xn, onn)),
+    }
+    seconds = dict(zip(calls, time_round_robin(list(calls.values()), repeats=rounds, warmup=1), strict=True))
+    med = {k: statistics.median(v) / 1e3 for k, v in seconds.items()}
+    base = f"torch_nchw_batch{len(x)}"
+    return {"images": len(x), "rounds": rounds, "iree_compile_s": round(compile_s, 1),
             "images_per_s": {k: round(len(x) / v, 1) for k, v in med.items()},
-            "over_torch_contiguous": {k: round(med["torch_contiguous"] / v, 3) for k, v in med.items()}}
+            f"over_{base}": {k: round(med[base] / v, 3) for k, v in med.items()}}
 
 
 def per_config(model: nn.Module, masks: list[Mask], images: ImageSet, normalization, batch: int,
@@ -117,21 +122,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="resnet20,resnet110")
     parser.add_argument("--images", type=int, default=1000, help="validation images per evaluation")
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="evaluation batch (the design default)")
     parser.add_argument("--draws", type=int, default=2, help="Figure-1 random masks per N")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of the backend comparison")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/design_bench.json"))
     args = parser.parse_args()
     data = load_dataset("fashion-mnist")
     images = ImageSet(data.val.images[: args.images], data.val.labels[: args.images])
-    x, _ = next(iterate_batches(images, data.normalization, args.batch))
+    x, _ = next(iterate_batches(images, data.normalization, 500))
     results = []
     for name in args.models.split(","):
         model = random_model(name)
         with tempfile.TemporaryDirectory() as tmp:
-            speed = backends(model, x, args.rounds, Path(tmp))
-        fmt = torch.channels_last if speed["images_per_s"]["torch_channels_last"] > \
-            speed["images_per_s"]["torch_contiguous"] else torch.contiguous_format
+            speed = backends(model, x, args.batch, args.rounds, Path(tmp))
+        fmt = DEFAULT_MEMORY_FORMAT  # what the design-time commands use; the backends entry says why
         entry: dict[str, Any] = {"model": name, "skippable_blocks": GatedModel(model).num_gates,
                                  "backends": speed, "memory_format": str(fmt).removeprefix("torch.")}
         for label, masks in workloads(entry["skippable_blocks"], args.draws).items():

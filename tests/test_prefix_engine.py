@@ -123,3 +123,11 @@ def test_config_evaluator_prefetch_matches_single_evaluations(data) -> None:
     plain = ConfigEvaluator(model, data, batch_size=32, prefix_sharing=False)
     assert all(shared.evaluation(m, "test") == plain.evaluation(m, "test") for m in masks)
     assert shared.evaluations == len(set(masks))
+
+
+def test_cli_memory_default_is_the_engines() -> None:
+    from edgeskip.cli import main
+    from edgeskip.design.prefix_engine import DEFAULT_MEMORY_BUDGET
+
+    option = next(p for p in main.commands["sensitivity"].params if p.name == "memory_mb")
+    assert option.default << 20 == DEFAULT_MEMORY_BUDGET

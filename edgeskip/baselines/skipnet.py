@@ -90,8 +90,8 @@ class SkipNet(nn.Module):
         self.gate_type = gate_type or default_gate_type(len(self.block_names))
         if self.gate_type not in GATE_TYPES:
             raise ValueError(f"unknown SkipNet gate type {self.gate_type!r}; use one of {sorted(GATE_TYPES)}")
-        blocks = [base.get_submodule(n) for n in self.block_names]
-        self.gates = nn.ModuleList(FeedForwardGate(b.conv2.out_channels, self.gate_type) for b in blocks[:-1])
+        self._blocks = [base.get_submodule(n) for n in self.block_names]  # registered under base; resolved once
+        self.gates = nn.ModuleList(FeedForwardGate(b.conv2.out_channels, self.gate_type) for b in self._blocks[:-1])
         self.mode = "hard"
         self.trace = Trace()
 
@@ -119,9 +119,8 @@ class SkipNet(nn.Module):
         base = self.base
         self.trace = Trace()
         x = base.relu(base.bn1(base.conv1(x)))
-        blocks = [base.get_submodule(n) for n in self.block_names]
-        x = blocks[0](x)  # the first block always runs
-        for gate, block in zip(self.gates, blocks[1:], strict=True):
+        x = self._blocks[0](x)  # the first block always runs
+        for gate, block in zip(self.gates, self._blocks[1:], strict=True):
             logits = gate(x)
             if torch.compiler.is_exporting():  # one image: a real branch on the gate's own decision
                 x = torch.cond(logits[0, 1] > logits[0, 0], lambda t, b=block: b(t),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -68,10 +69,11 @@ def train(out: Path, resume: bool, threads: int | None, init: Path | None, sp_ep
     click.echo(f"wrote {out}: epoch {ck.epoch}, val accuracy {last['val_accuracy']:.4f}")
 
 
-def _data_options(data_dir: Path | None, limit: int | None, device: str, memory_mb: int = 1024):
+def _data_options(data_dir: Path | None, limit: int | None, device: str, memory_mb: int | None = None):
     from edgeskip.design.workflow import DataOptions
 
-    return DataOptions(data_dir=data_dir, limit=limit, device=device, memory_mb=memory_mb)
+    options = DataOptions(data_dir=data_dir, limit=limit, device=device)
+    return options if memory_mb is None else replace(options, memory_mb=memory_mb)
 
 
 def memory_option(f):

@@ -32,7 +32,7 @@ from edgeskip.compile.elf import describe_executables
 from edgeskip.compile.errors import CompileError
 from edgeskip.compile.iree import ENTRY_FUNCTION, CompileLog, compile_onnx, iree_version
 from edgeskip.compile.metadata import ExportMetadata, read_metadata
-from edgeskip.compile.onnx_gates import cfg_length, verify_gates, verify_self_gated
+from edgeskip.compile.onnx_gates import DecisionGate, Gate, cfg_length, verify_gates, verify_self_gated
 from edgeskip.compiler_passes import DEFAULT_PIPELINE, SELF_GATED_PIPELINE
 from edgeskip.targets import Target, get_target
 
@@ -95,7 +95,7 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
         raise CompileError(f"{out} exists and is not an edgeskip bundle; refusing to replace it")
     if meta.self_gated:
         b_s, front = 0, _self_gated_front(meta)
-        gates: list = verify_self_gated(model, expected=meta.skippable_blocks)
+        gates: list[Gate] | list[DecisionGate] = verify_self_gated(model, expected=meta.skippable_blocks)
         passes = SELF_GATED_PIPELINE if passes is None else passes
     else:
         if pareto_path is None:

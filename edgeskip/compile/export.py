@@ -20,7 +20,14 @@ from edgeskip_runtime.atomic import atomic_path
 
 from edgeskip.baselines.skipnet import SkipNet
 from edgeskip.compile.metadata import ExportMetadata, write_metadata
-from edgeskip.compile.onnx_gates import CFG_INPUT, IMAGE_INPUT, Gate, verify_gates, verify_self_gated
+from edgeskip.compile.onnx_gates import (
+    CFG_INPUT,
+    IMAGE_INPUT,
+    DecisionGate,
+    Gate,
+    verify_gates,
+    verify_self_gated,
+)
 from edgeskip.gating import GatedModel
 from edgeskip.models.protocol import skippable_blocks
 from edgeskip.training.checkpoint import load_checkpoint
@@ -32,7 +39,7 @@ OUTPUT_NAME = "logits"
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
-    gates: list[Gate]
+    gates: list[Gate] | list[DecisionGate]  # cfg-read gates, or a self-gated model's data-decided ones
     metadata: ExportMetadata
 
 
@@ -71,7 +78,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, batch_size: int =
     shape = [int(v) for v in ck.input_shape]
     if isinstance(model, SkipNet):  # decides its own branches: no cfg, batch 1
         proto = export_self_gated(model, shape)
-        gates: list = verify_self_gated(proto, expected=model.num_gates)
+        gates: list[Gate] | list[DecisionGate] = verify_self_gated(proto, expected=model.num_gates)
         val = [m["val_accuracy"] for m in ck.metrics if "val_accuracy" in m]
         meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
                               input_shape=shape, block_names=model.block_names[1:], self_gated=True,

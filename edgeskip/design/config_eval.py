@@ -23,9 +23,10 @@ from edgeskip.gating import GatedModel, SkipConfig
 from edgeskip.progress import progress_bar
 
 SPLITS = ("val", "test")
-# Batches of 200 channels-last images: on the 2-core x86 host PyTorch ran ResNet-110 at about 1.4x the images
-# per second of batches of 500 in NCHW (a batch's activations stay nearer the caches; see the backends entry
-# of docs/results/design_bench.json, where the compiled IREE module at batch 500 was no faster than PyTorch).
+# Batches of 200 channels-last images: the fastest PyTorch setting for these ResNets on the 2-core x86 host
+# (see the backends entry of docs/results/design_bench.json). PyTorch, not the compiled IREE module, because
+# only PyTorch can resume at a gate: sharing prefixes saves more work than IREE's per-image speed gains
+# (README, "Benchmarks").
 DEFAULT_BATCH = 200
 DEFAULT_MEMORY_FORMAT = torch.channels_last
 

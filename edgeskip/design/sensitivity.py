@@ -89,17 +89,13 @@ def run_sensitivity(evaluator: ConfigEvaluator, *, ranker: str = "sensitivity", 
     """Rank the blocks and return the ``edgeskip.sensitivity/1`` document (without model/dataset)."""
     rank = RANKERS.get(ranker)
     n = evaluator.num_blocks
-    extra = n * (n + 1) // 2 if ranker == "greedy" else 0
     evaluator.prefetch([SkipConfig.all_on(n), *(SkipConfig.skipping(n, [i]) for i in range(n))], "val",
                        label="sensitivity", progress=progress)
-    with progress_bar(progress) as bar:
-        task = bar.add_task(f"sensitivity ({ranker})", total=n + 1 + extra, info="")
-        baseline = evaluator.accuracy(SkipConfig.all_on(n))
-        bar.advance(task)
-        single = []
-        for i in range(n):
-            single.append(evaluator.accuracy(SkipConfig.skipping(n, [i])))
-            bar.update(task, advance=1, info=f"block {i}: {single[-1]:.4f}")
+    baseline = evaluator.accuracy(SkipConfig.all_on(n))
+    single = [evaluator.accuracy(SkipConfig.skipping(n, [i])) for i in range(n)]  # prefetched: no work left
+    # Only the greedy ranker evaluates more (n (n + 1) / 2 masks, round by round): it gets a bar of its own.
+    with progress_bar(progress and ranker == "greedy") as bar:
+        task = bar.add_task(f"ranking ({ranker})", total=n * (n + 1) // 2, info="")
         order = rank(RankContext(evaluator, single, seed, lambda: bar.advance(task)))
     if sorted(order) != list(range(n)):
         raise RuntimeError(f"ranker {ranker!r} returned {order}, not a permutation of 0..{n - 1}")

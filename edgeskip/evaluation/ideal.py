@@ -58,6 +58,11 @@ def ideal_bound(baseline: dict[str, Any], adaptive: dict[str, Any], configs: dic
     def busy_as(r: dict[str, Any], index: int) -> float:  # r's busy time had it run configuration ``index``
         return r["server_latency_ms"] * profiled[index] / profiled[r["config"]] + engine_ms(r)
 
+    if not done:  # neither run processed anything: there is no busy time to bound with
+        return {"processed_x": float("nan"), "no_skip_busy_ms": float("nan"), "fastest_busy_ms": float("nan"),
+                "fastest_config": fastest_index, "engine_overhead_ms": float("nan"),
+                "simulated_processed_no_skip": 0, "simulated_processed_fastest": 0,
+                "measured_processed_no_skip": baseline["processed"]}
     fastest = min(busy_as(r, fastest_index) for r in done)
     no_skip = _median([busy_as(r, 0) for r in done])
     best = processed_when_busy_drops([r["sent_s"] for r in adaptive["records"]], fastest / 1e3)

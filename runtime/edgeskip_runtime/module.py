@@ -103,7 +103,7 @@ class CompiledModel:
                                                 device=device)
         self._cfg_dtype = np.dtype(self.cfg_spec.dtype if self.cfg_spec else "int64")
         fn = self._fn
-        self._call = (lambda x, cfg: fn(x, cfg)) if self.cfg_spec else (lambda x, cfg: fn(x))
+        self._call = fn if self.cfg_spec else (lambda x, _cfg: fn(x))  # the per-request path: no extra frame
 
     @property
     def num_gates(self) -> int:

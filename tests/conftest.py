@@ -20,6 +20,31 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def standard_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same resnet20 trained briefly with the standard recipe (SkipNet's start, the paper's Original)."""
+    path = tmp_path_factory.mktemp("std") / "model.pt"
+    train(TrainConfig(model="resnet20", dataset="synthetic", recipe="standard", epochs=3, limit=512, batch_size=32,
+                      lr=0.05), path, progress=False)
+    return path
+
+
+def make_skipnet_checkpoint(standard_checkpoint: Path, out: Path, seed: int = 1) -> Path:
+    """A SkipNet on the standard network with freshly initialised (untrained) gates: its decisions vary per
+    image, which is what export, compile and serving must carry through."""
+    from edgeskip.baselines.skipnet import SkipNet
+    from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
+
+    standard = load_checkpoint(standard_checkpoint)
+    torch.manual_seed(seed)
+    net = SkipNet(standard.build_model()).eval()
+    Checkpoint(model=standard.model, model_args=standard.model_args, dataset=standard.dataset,
+               normalization=standard.normalization, input_shape=standard.input_shape,
+               state_dict=net.state_dict(), recipe="skipnet", metrics=[{"val_accuracy": 0.5}],
+               train_config={**standard.train_config, "recipe": "skipnet", "gate_type": net.gate_type}).save(out)
+    return out
+
+
 class UserBlock(nn.Module):
     """A user's residual block in torchvision's BasicBlock style (conv1/bn1/conv2/bn2/downsample)."""
 
@@ -130,8 +155,9 @@ def write_pareto(path: Path, skippable_blocks: int) -> Path:
     from edgeskip_runtime.pareto import ConfigPoint, ParetoFront
 
     n = skippable_blocks
-    configs = [ConfigPoint([1] * n, 0.9, 1.0), ConfigPoint([1] * (n - 1) + [0], 0.85, 0.8),
-               ConfigPoint([0] * n, 0.5, 0.3)]
+    configs = [ConfigPoint([1] * n, 0.9, 1.0, test_accuracy=0.89), ConfigPoint([1] * (n - 1) + [0], 0.85, 0.8,
+                                                                              test_accuracy=0.84),
+               ConfigPoint([0] * n, 0.5, 0.3, test_accuracy=0.52)]
     ParetoFront("resnet20", "synthetic", n, configs).save(path)
     return path
 

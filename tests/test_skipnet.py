@@ -14,15 +14,6 @@ from edgeskip.data import load_dataset
 from edgeskip.models import create_model
 from edgeskip.training.checkpoint import load_checkpoint
 from edgeskip.training.skipnet import SkipNetConfig, evaluate_skipnet, reinforce_loss, train_skipnet
-from edgeskip.training.trainer import TrainConfig, train
-
-
-@pytest.fixture(scope="module")
-def standard_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("std") / "model.pt"
-    train(TrainConfig(model="resnet20", dataset="synthetic", recipe="standard", epochs=3, limit=512, batch_size=32,
-                      lr=0.05), path, progress=False)
-    return path
 
 
 @pytest.mark.parametrize(("name", "gate_type", "gate_convs", "maxpool"),

@@ -40,12 +40,12 @@ def main() -> None:
     """edgeskip: one compiled model, many operating points, adaptive depth on edge boards.
 
     Design time: train (stochastic depth), sensitivity, pareto, figure1. Run `edgeskip demo`
-    for the whole pipeline on Fashion-MNIST.
+    for the whole pipeline on Fashion-MNIST; `edgeskip experiment` reproduces the paper's evaluation.
     """
 
 
 from edgeskip.cli import compile as compile_commands  # noqa: E402,F401  (export, compile, targets)
 from edgeskip.cli import deploy as deploy_commands  # noqa: E402,F401  (board-check, deploy, rollback)
-from edgeskip.cli import design, runtime  # noqa: E402,F401  (register the commands)
+from edgeskip.cli import design, experiment, runtime  # noqa: E402,F401  (register the commands)
 
 __all__ = ["main"]

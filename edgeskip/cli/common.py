@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -24,3 +25,18 @@ def set_threads(n: int | None) -> None:
         import torch
 
         torch.set_num_threads(n)
+
+
+def design_data_options(data_dir: Path | None, limit: int | None, device: str, memory_mb: int | None = None):
+    """The design-time data settings of a command's options."""
+    from edgeskip.design.workflow import DataOptions
+
+    options = DataOptions(data_dir=data_dir, limit=limit, device=device)
+    return options if memory_mb is None else replace(options, memory_mb=memory_mb)
+
+
+def memory_option(f):
+    """The design-time engine's memory bound (sensitivity, pareto, figure1)."""
+    return click.option("--memory-mb", type=click.IntRange(min=1), default=1024, show_default=True,
+                        help="Activations the engine keeps to share work between configurations; beyond this it "
+                             "recomputes them (slower, never more memory).")(f)

@@ -27,12 +27,16 @@ def export(checkpoint: Path, out: Path, batch_size: int) -> None:
 @click.option("--target", required=True, help="Board to compile for (see `edgeskip targets`).")
 @click.option("--pareto", "pareto_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Output of `edgeskip pareto` for this model (not for a self-gated SkipNet export).")
+@click.option("--full-depth-only", is_flag=True,
+              help="Compile one operating point, every block running, instead of a Pareto front: the paper's "
+                   "Original baseline (e.g. from a standard checkpoint) for `edgeskip experiment`.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Bundle folder.")
 @click.option("--passes", default=None,
               help="Comma-separated compiler passes (default: all of the default pipeline; '' for none). "
                    "Leaving out specialize-configs compiles faster and smaller, but every configuration "
                    "then pays the per-gate overhead.")
-def compile_model(model: Path, target: str, pareto_path: Path, out: Path, passes: str | None) -> None:
+def compile_model(model: Path, target: str, pareto_path: Path, full_depth_only: bool, out: Path,
+                  passes: str | None) -> None:
     """Compile a gated ONNX MODEL with IREE for a board and write a bundle folder.
 
     The bundle holds model.vmfb, pareto.json, compile.log and manifest.json (edgeskip.bundle/1).
@@ -47,7 +51,7 @@ def compile_model(model: Path, target: str, pareto_path: Path, out: Path, passes
     names = None if passes is None else tuple(p for p in passes.split(",") if p)
     for name in names or ():
         get_pass(name)
-    bundle = build_bundle(model, board, pareto_path, out, passes=names)
+    bundle = build_bundle(model, board, pareto_path, out, passes=names, full_depth_only=full_depth_only)
     m = bundle.manifest
     click.echo(f"wrote {out}: {m.model} for {board.name} ({board.triple}, {board.cpu}), "
                f"passes: {', '.join(m.compiler['passes']) or 'none'}")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from edgeskip.cli import main
-from edgeskip.cli.common import data_options, set_threads
+from edgeskip.cli.common import data_options, design_data_options, memory_option, set_threads
 
 
 @main.command()
@@ -69,20 +68,6 @@ def train(out: Path, resume: bool, threads: int | None, init: Path | None, sp_ep
     click.echo(f"wrote {out}: epoch {ck.epoch}, val accuracy {last['val_accuracy']:.4f}")
 
 
-def _data_options(data_dir: Path | None, limit: int | None, device: str, memory_mb: int | None = None):
-    from edgeskip.design.workflow import DataOptions
-
-    options = DataOptions(data_dir=data_dir, limit=limit, device=device)
-    return options if memory_mb is None else replace(options, memory_mb=memory_mb)
-
-
-def memory_option(f):
-    """The design-time engine's memory bound (sensitivity, pareto, figure1)."""
-    return click.option("--memory-mb", type=click.IntRange(min=1), default=1024, show_default=True,
-                        help="Activations the engine keeps to share work between configurations; beyond this it "
-                             "recomputes them (slower, never more memory).")(f)
-
-
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--mask", default=None, help="Skip configuration as 0/1 digits, e.g. 110111 (default: all ones).")
@@ -97,7 +82,7 @@ def evaluate(checkpoint: Path, mask: str | None, threads, data_dir, limit, devic
         if not mask or set(mask) - {"0", "1"}:
             raise click.BadParameter(f"--mask must be 0/1 digits, got {mask!r}")
         bits = [int(c) for c in mask]
-    r = evaluate_checkpoint(checkpoint, _data_options(data_dir, limit, device), bits)
+    r = evaluate_checkpoint(checkpoint, design_data_options(data_dir, limit, device), bits)
     click.echo(f"{r['model']} ({r['recipe']}, epoch {r['epoch']}) on {r['dataset']}, mask {r['mask']}: "
                f"val {r['val_accuracy']:.4f} (n={r['n_val']}), test {r['test_accuracy']:.4f} (n={r['n_test']})")
 
@@ -120,7 +105,7 @@ def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, da
     from edgeskip.design.workflow import sensitivity as run
 
     set_threads(threads)
-    doc = run(checkpoint, out, _data_options(data_dir, limit, device, memory_mb), ranker=ranker, seed=seed)
+    doc = run(checkpoint, out, design_data_options(data_dir, limit, device, memory_mb), ranker=ranker, seed=seed)
     click.echo(f"wrote {out}: order {doc['order']} (baseline val accuracy {doc['baseline_accuracy']:.4f})")
 
 
@@ -145,7 +130,7 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
     from edgeskip.design.workflow import pareto as run
 
     set_threads(threads)
-    result = run(checkpoint, sensitivity_path, out, _data_options(data_dir, limit, device, memory_mb),
+    result = run(checkpoint, sensitivity_path, out, design_data_options(data_dir, limit, device, memory_mb),
                  exhaustive=exhaustive, repeats=repeats)
     click.echo(f"wrote {out}: {len(result.front.configs)} of {len(result.candidates)} candidates on the front")
     within = result.front.meta["skippable_within_points"]
@@ -179,7 +164,7 @@ def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, out: Path, thre
     for item in checkpoints:
         label, sep, path = item.partition("=")
         labelled[label if sep else load_checkpoint(item).recipe] = path if sep else item
-    doc = run(labelled, out, _data_options(data_dir, limit, device, memory_mb), draws=draws, seed=seed)
+    doc = run(labelled, out, design_data_options(data_dir, limit, device, memory_mb), draws=draws, seed=seed)
     for m in doc["models"]:
         click.echo(f"{m['label']}: mean accuracy loss over N = {m['mean_accuracy_loss']:.4f}")
 

@@ -73,19 +73,24 @@ def _check_pareto(pareto_path: Path, meta: ExportMetadata, b_s: int) -> ParetoFr
     return front
 
 
-def _self_gated_front(meta: ExportMetadata) -> ParetoFront:
-    """A self-gated model's one operating point (no cfg: an empty mask); ``profile`` measures its latency."""
-    return ParetoFront(meta.model, meta.dataset, 0, [ConfigPoint([], meta.val_accuracy or 0.0, 0.0,
-                                                                 latency_source="not yet profiled")],
-                       {"self_gated": True, "gated_blocks": meta.skippable_blocks})
+def _one_point_front(meta: ExportMetadata, b_s: int) -> ParetoFront:
+    """One operating point: a self-gated model's (no cfg, an empty mask) or the full-depth configuration of a
+    cfg-gated model compiled as the paper's Original. ``profile`` measures its latency."""
+    meta_doc = {"self_gated": True, "gated_blocks": meta.skippable_blocks} if meta.self_gated \
+        else {"full_depth_only": True}
+    return ParetoFront(meta.model, meta.dataset, b_s, [ConfigPoint([1] * b_s, meta.val_accuracy or 0.0, 0.0,
+                                                                   latency_source="not yet profiled")], meta_doc)
 
 
 def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str | Path | None, out: str | Path,
-                 passes: Sequence[str] | None = None, extra_flags: Sequence[str] = ()) -> Bundle:
+                 passes: Sequence[str] | None = None, extra_flags: Sequence[str] = (), *,
+                 full_depth_only: bool = False) -> Bundle:
     """Compile ``onnx_path`` for ``target`` and write the bundle folder ``out`` atomically.
 
     A self-gated export (SkipNet) needs no Pareto file: it is one operating point, compiled with the passes
-    that do not read cfg (``SELF_GATED_PIPELINE``)."""
+    that do not read cfg (``SELF_GATED_PIPELINE``). ``full_depth_only`` compiles a cfg-gated model with the
+    full-depth configuration as its only operating point, also without a Pareto file: the paper's Original
+    (Sec. III-A), a straight-line network at the same compiler settings as the adaptive bundle."""
     t0 = time.perf_counter()
     board = target if isinstance(target, Target) else get_target(target)  # unknown: lists the known boards
     model = load_onnx(onnx_path)
@@ -94,14 +99,20 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
     if out.exists() and not (out / MANIFEST).is_file():
         raise CompileError(f"{out} exists and is not an edgeskip bundle; refusing to replace it")
     if meta.self_gated:
-        b_s, front = 0, _self_gated_front(meta)
+        b_s, front = 0, _one_point_front(meta, 0)
         gates: list[Gate] | list[DecisionGate] = verify_self_gated(model, expected=meta.skippable_blocks)
         passes = SELF_GATED_PIPELINE if passes is None else passes
     else:
-        if pareto_path is None:
-            raise CompileError(f"{onnx_path} has skip gates read from cfg: give its Pareto file", setting="pareto_path")
         b_s = cfg_length(model)
-        front = _check_pareto(Path(pareto_path), meta, b_s)
+        if full_depth_only and pareto_path is not None:
+            raise CompileError("a full-depth-only bundle has one operating point: give no Pareto file",
+                               setting="pareto_path")
+        if full_depth_only:
+            front = _one_point_front(meta, b_s)
+        elif pareto_path is None:
+            raise CompileError(f"{onnx_path} has skip gates read from cfg: give its Pareto file", setting="pareto_path")
+        else:
+            front = _check_pareto(Path(pareto_path), meta, b_s)
         gates = verify_gates(model, expected=meta.skippable_blocks)
         passes = DEFAULT_PIPELINE if passes is None else passes
     inputs, outputs = _io(model.graph.input), _io(model.graph.output)

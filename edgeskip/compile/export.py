@@ -76,18 +76,20 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, batch_size: int =
     ck = load_checkpoint(checkpoint)
     model = ck.build_model()
     shape = [int(v) for v in ck.input_shape]
+    val = [m["val_accuracy"] for m in ck.metrics if "val_accuracy" in m]
+    val_accuracy = val[-1] if val else None  # a one-point bundle's Pareto file records it
     if isinstance(model, SkipNet):  # decides its own branches: no cfg, batch 1
         proto = export_self_gated(model, shape)
         gates: list[Gate] | list[DecisionGate] = verify_self_gated(proto, expected=model.num_gates)
-        val = [m["val_accuracy"] for m in ck.metrics if "val_accuracy" in m]
         meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
                               input_shape=shape, block_names=model.block_names[1:], self_gated=True,
-                              val_accuracy=val[-1] if val else None)
+                              val_accuracy=val_accuracy)
     else:
         proto, b_s = export_gated(model, shape, batch_size)
         gates = verify_gates(proto, expected=b_s)
         meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
-                              input_shape=shape, block_names=[b.name for b in skippable_blocks(model)])
+                              input_shape=shape, block_names=[b.name for b in skippable_blocks(model)],
+                              val_accuracy=val_accuracy)
     write_metadata(proto, meta)
     onnx.checker.check_model(proto, full_check=True)
     out = Path(out)

@@ -26,9 +26,10 @@ class ExportMetadata:
     normalization: dict[str, list[float]]  # {"mean": [...], "std": [...]} on the 0..1 scale
     input_shape: list[int]  # (C, H, W) of one image
     block_names: list[str]  # the gated blocks, in cfg order
-    # A self-gated model (SkipNet) decides its own branches: no cfg input, one operating point, whose
-    # validation accuracy the export records (``val_accuracy``) for the bundle's one-point Pareto file.
+    # A self-gated model (SkipNet) decides its own branches: no cfg input, one operating point.
     self_gated: bool = False
+    # The checkpoint's last validation accuracy, for a one-point bundle's Pareto file (self-gated, or
+    # compiled at full depth only as the paper's Original).
     val_accuracy: float | None = None
 
     @property

@@ -91,11 +91,11 @@ def _priorities(n: int, seed: int) -> list[int]:
     return rng.choices(levels, weights, k=n)
 
 
-def _arrivals(workload: str, n: int, period_s: float | None, opts: BenchOptions) -> list[float]:
+def arrivals(workload: str, n: int, period_s: float | None, opts: BenchOptions) -> list[float]:
     return WORKLOADS.get(workload)(WorkloadSpec(n, period_s, opts.rate_hz, opts.seed, opts.trace))
 
 
-def _one_run(driver: Driver, policy: str | None, overrides: dict[str, Any], offsets: list[float], inputs: Inputs,
+def run_once(driver: Driver, policy: str | None, overrides: dict[str, Any], offsets: list[float], inputs: Inputs,
              opts: BenchOptions, *, sla_ms: float | None, budget_ms: float | None,
              priorities: list[int] | None, label: str) -> dict[str, Any]:
     server = driver.load(policy, overrides) if policy is not None else None
@@ -173,13 +173,13 @@ def _run_single_or_compare(driver: Driver, target: str, opts: BenchOptions) -> d
                                          log_dir=opts.out / f"loadgen-{name.replace(' ', '-')}")
                 runs[name].update(path=driver.path, server=_server_info(driver.configs()))
         else:
-            offsets = _arrivals(opts.workload, opts.requests, period_s, opts)
+            offsets = arrivals(opts.workload, opts.requests, period_s, opts)
             repeats = opts.repeats if opts.compare else 1
             for rep in range(repeats):  # alternate the policies: the machine's speed drifts over seconds
                 pair = {}
                 for name, policy, overrides in plan:
                     label = f"bench {name}" + (f" ({rep + 1}/{repeats})" if repeats > 1 else "")
-                    pair[name] = _one_run(driver, policy, overrides, offsets, inputs, opts, sla_ms=opts.sla_ms,
+                    pair[name] = run_once(driver, policy, overrides, offsets, inputs, opts, sla_ms=opts.sla_ms,
                                           budget_ms=opts.budget_ms, priorities=None, label=label)
                 pairs.append(pair)
             if opts.workload == "phased":
@@ -233,7 +233,7 @@ def _unloaded_round_trip_ms(driver: Driver, inputs: Inputs, service_ms: float, n
     return statistics.median(r.round_trip_ms for r in records[5:] if r.status == 200)
 
 
-def _pool_runs(runs: list[dict[str, Any]], sla_ms: float | None, *, keep_timeline: bool) -> dict[str, Any]:
+def pool_runs(runs: list[dict[str, Any]], sla_ms: float | None, *, keep_timeline: bool) -> dict[str, Any]:
     """Repeats of one (policy, regime) as one summary; the timeline is the first repeat's."""
     records = [Record(**r) for run in runs for r in run["records"]]
     energy = {"joules": sum(r["energy"]["joules"] for r in runs), "estimate": runs[0]["energy"]["estimate"],
@@ -292,7 +292,7 @@ def run_sweep(driver: Driver, target: str, opts: BenchOptions) -> dict[str, Any]
         for regime, (workload, factor) in regimes.items():
             # The period follows the runtime's current estimate: a shared machine's speed drifts.
             periods_ms[regime] = factor * driver.configs()["service_time"]["service_ms"]
-            offsets = _arrivals(workload, opts.requests, periods_ms[regime] / 1e3, opts)
+            offsets = arrivals(workload, opts.requests, periods_ms[regime] / 1e3, opts)
             if workload == "phased":
                 phases[regime] = phased_phases(offsets)
             reps: dict[str, list[dict[str, Any]]] = {name: [] for name in policies}
@@ -300,12 +300,12 @@ def run_sweep(driver: Driver, target: str, opts: BenchOptions) -> dict[str, Any]
                 order = list(policies.items()) if rep % 2 == 0 else list(reversed(policies.items()))
                 for name, (policy, overrides) in order:
                     label = f"{regime}: {name}" + (f" ({rep + 1}/{opts.repeats})" if opts.repeats > 1 else "")
-                    reps[name].append(_one_run(driver, policy, overrides, offsets, inputs, opts, sla_ms=sla_ms,
+                    reps[name].append(run_once(driver, policy, overrides, offsets, inputs, opts, sla_ms=sla_ms,
                                                budget_ms=budget_ms, priorities=priorities, label=label))
             if BASELINE in reps and "algorithm1" in reps:
                 bounds = [_ideal(b, a) for b, a in zip(reps[BASELINE], reps["algorithm1"], strict=True)]
                 ideals[regime] = sorted(bounds, key=lambda b: b["processed_x"])[len(bounds) // 2]
-            results[regime] = {name: _pool_runs(runs, sla_ms, keep_timeline=workload == "phased")
+            results[regime] = {name: pool_runs(runs, sla_ms, keep_timeline=workload == "phased")
                                for name, runs in reps.items()}
     finally:
         driver.load(start["policy"], {})

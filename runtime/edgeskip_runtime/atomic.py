@@ -48,6 +48,11 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    data = text.encode()
+    atomic_write(path, lambda f: f.write(data))
+
+
 def replace_dir(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """Put the finished directory ``new`` (a sibling of ``dest``) at ``dest``, replacing what is there.
 

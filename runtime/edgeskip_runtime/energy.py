@@ -63,6 +63,20 @@ NOMINAL_POWER = {"board_idle_w": 0.0, "cores": {"big": {"idle_w": 0.0, "busy_w":
                  "source": "nominal 10 W per busy core: no power figures for this target"}
 
 
+def power_terms(power: dict[str, Any] | None) -> tuple[float, float]:
+    """``(board idle W, serving core's busy minus idle W)`` of a target's power figures (nominal if none)."""
+    power = power or NOMINAL_POWER
+    cores = power.get("cores", {})
+    serving = cores.get("big") or (next(iter(cores.values())) if cores else {"idle_w": 0.0, "busy_w": 0.0})
+    return float(power.get("board_idle_w") or 0.0), float(serving["busy_w"]) - float(serving["idle_w"])
+
+
+def inference_energy_j(power: dict[str, Any] | None, latency_s: float) -> float:
+    """Modelled energy of one inference of ``latency_s`` back to back (wall = busy): an estimate."""
+    idle_w, dynamic_w = power_terms(power)
+    return (idle_w + dynamic_w) * latency_s
+
+
 class EnergyMeter:
     """Cumulative joules since the meter started, from a sensor or the power model."""
 
@@ -75,10 +89,7 @@ class EnergyMeter:
         self._sensor = found[0] if found else None
         self.source = found[1] if found else ("model" if power else "model:nominal")
         self.estimate = self._sensor is None
-        cores = self.power.get("cores", {})
-        serving = cores.get("big") or (next(iter(cores.values())) if cores else {"idle_w": 0.0, "busy_w": 0.0})
-        self._idle_w = float(self.power.get("board_idle_w") or 0.0)
-        self._dynamic_w = float(serving["busy_w"]) - float(serving["idle_w"])
+        self._idle_w, self._dynamic_w = power_terms(self.power)
 
     def add_busy(self, seconds: float) -> None:
         with self._lock:

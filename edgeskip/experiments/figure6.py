@@ -1,0 +1,202 @@
+"""Figure 6 of the paper: accuracy, energy per inference and speedup over Original, against the number
+of skipped blocks (Korol et al., Sec. III-C, Fig. 6).
+
+Ours is the compiled Pareto front (one bundle, every configuration); Original and SkipNet are reference
+lines, as in the paper ("shown for comparison only and not following the number of skipped blocks").
+
+* Accuracy: Ours from the front's test accuracies (design time, PyTorch, identical to the compiled
+  module); Original and SkipNet measured through their compiled modules on the same test split.
+* Latency: all three timed side by side, round-robin, at batch 1 on this machine. SkipNet's call
+  cycles through test images, since its time depends on the input; every system's figure is the mean
+  of its samples with the slowest 2 % dropped (scheduler noise), so SkipNet's is its average over inputs.
+* Energy per inference: the target's power model times the latency (an estimate, labelled as such);
+  a target without power figures uses the nominal model of ``edgeskip_runtime.energy``.
+
+Output format ``edgeskip.figure6/1`` (JSON), ``figure6.png`` (three panels) and ``figure6.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeskip_runtime.atomic import write_json, write_text
+from edgeskip_runtime.bundle import Bundle
+from edgeskip_runtime.energy import NOMINAL_POWER, inference_energy_j
+from edgeskip_runtime.errors import UsageError
+from edgeskip_runtime.module import CompiledModel
+from edgeskip_runtime.server.oip import Normalization
+from edgeskip_runtime.stats import time_round_robin
+
+from edgeskip.experiments import paper
+from edgeskip.experiments.single_point import TestSetRun, measure_skipnet_decisions, run_test_set
+from edgeskip.plotting import plt, save_png
+
+SCHEMA = "edgeskip.figure6/1"
+TRIM = 0.02  # share of the slowest samples dropped before averaging
+
+
+def trimmed_mean(samples: list[float], trim: float = TRIM) -> float:
+    kept = sorted(samples)[: max(1, round(len(samples) * (1 - trim)))]
+    return statistics.fmean(kept)
+
+
+def _test_images(dataset: str, data_dir: str | None, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    from edgeskip.data import load_dataset
+
+    test = load_dataset(dataset, data_dir).test
+    n = len(test) if limit is None else min(limit, len(test))
+    return test.images.numpy()[:n], test.labels.numpy()[:n]
+
+
+def time_side_by_side(ours: str | Path, original: str | Path, skipnet: str | Path, images_u8: np.ndarray, *,
+                      repeats: int, warmup: int = 5) -> dict[str, Any]:
+    """Milliseconds per inference of every front configuration, the Original and SkipNet, in turns."""
+    calls, names = [], []
+    models = {}
+    for role, path in (("ours", ours), ("original", original), ("skipnet", skipnet)):
+        bundle = Bundle.open(path)
+        model = CompiledModel(bundle)
+        norm = Normalization.from_manifest(bundle.manifest, model.image_spec.shape[1])
+        models[role] = (bundle, model, np.ascontiguousarray(norm.apply(images_u8)))
+    bundle, model, images = models["ours"]
+    image = images[:1]
+    for c in bundle.pareto.configs:
+        calls.append(functools.partial(model.infer_raw, image, model.check_cfg(c.mask)))
+        names.append(("ours", c.n_skipped))
+    bundle, model, images = models["original"]
+    calls.append(functools.partial(model.infer_raw, images[:1], model.check_cfg(bundle.pareto.configs[0].mask)))
+    names.append(("original", 0))
+    _, model, images = models["skipnet"]
+    cycle = itertools.cycle(range(len(images)))
+    empty = model.check_cfg([])
+
+    def skipnet_call() -> object:
+        i = next(cycle)
+        return model.infer_raw(images[i : i + 1], empty)
+
+    calls.append(skipnet_call)
+    names.append(("skipnet", None))
+    samples = time_round_robin(calls, repeats=repeats, warmup=warmup)
+    ours_ms = [trimmed_mean(s) for (role, _), s in zip(names, samples, strict=True) if role == "ours"]
+    return {"ours_ms": ours_ms, "original_ms": trimmed_mean(samples[-2]), "skipnet_ms": trimmed_mean(samples[-1]),
+            "repeats": repeats, "statistic": f"mean without the slowest {TRIM:.0%}, batch 1, round-robin"}
+
+
+def overtakes_at(ours: list[dict[str, Any]], skipnet_ms: float) -> int | None:
+    """Fewest skipped blocks from which every deeper-skipping front point of Ours is faster than SkipNet."""
+    faster_from = None
+    for p in sorted(ours, key=lambda p: -p["n_skipped"]):
+        if p["latency_ms"] >= skipnet_ms:
+            break
+        faster_from = p["n_skipped"]
+    return faster_from
+
+
+def figure6(ours: str | Path, original: str | Path, skipnet: str | Path, out: str | Path, *,
+            skipnet_checkpoint: str | Path | None = None, data_dir: str | None = None, limit: int | None = None,
+            repeats: int = 50, progress: bool = True) -> dict[str, Any]:
+    """Measure and write ``out/figure6.{json,png,md}``."""
+    bundles = {"ours": Bundle.open(ours), "original": Bundle.open(original), "skipnet": Bundle.open(skipnet)}
+    m = bundles["ours"].manifest
+    for role, b in bundles.items():
+        if b.manifest.model != m.model or b.manifest.dataset != m.dataset:
+            raise UsageError(f"the {role} bundle is {b.manifest.model} on {b.manifest.dataset}, Ours is {m.model} "
+                             f"on {m.dataset}: compare bundles of one model and dataset")
+    if not bundles["skipnet"].manifest.self_gated:
+        raise UsageError(f"{skipnet} is not a self-gated (SkipNet) bundle", setting="skipnet")
+    if len(bundles["original"].pareto.configs) != 1 or bundles["original"].pareto.configs[0].n_skipped:
+        raise UsageError(f"{original} is not a full-depth-only bundle (`edgeskip compile --full-depth-only`)",
+                         setting="original")
+    if any(c.test_accuracy is None for c in bundles["ours"].pareto.configs):
+        raise UsageError(f"the Pareto file of {ours} has no test accuracies; build it with `edgeskip pareto`",
+                         setting="ours")
+    images, labels = _test_images(m.dataset, data_dir, limit)
+    runs: dict[str, TestSetRun] = {role: run_test_set(bundles[role].path, images, labels, progress=progress)
+                                   for role in ("original", "skipnet")}
+    if skipnet_checkpoint is not None:
+        runs["skipnet"].skipnet = measure_skipnet_decisions(runs["skipnet"], skipnet_checkpoint, images, labels)
+    timing = time_side_by_side(ours, original, skipnet, images[: min(len(images), 1000)], repeats=repeats)
+    power = m.target.get("power")
+    energy_note = ("estimate: latency x the power model of target " + m.target_name) if power else \
+        f"estimate: latency x {NOMINAL_POWER['source']}"
+    base_ms = timing["original_ms"]
+    front = []
+    for c, ms in zip(bundles["ours"].pareto.configs, timing["ours_ms"], strict=True):
+        front.append({"n_skipped": c.n_skipped, "mask": c.mask, "test_accuracy": c.test_accuracy,
+                      "val_accuracy": c.val_accuracy, "latency_ms": ms, "speedup": base_ms / ms,
+                      "energy_mj": 1e3 * inference_energy_j(power, ms / 1e3)})
+
+    def reference(role: str, ms: float) -> dict[str, Any]:
+        return {"bundle": str(bundles[role].path), "test_accuracy": runs[role].accuracy, "latency_ms": ms,
+                "speedup": base_ms / ms, "energy_mj": 1e3 * inference_energy_j(power, ms / 1e3),
+                "test_set": runs[role].to_dict()}
+
+    skipnet_doc = reference("skipnet", timing["skipnet_ms"])
+    doc = {"schema": SCHEMA, "model": m.model, "dataset": m.dataset, "target": m.target_name,
+           "skippable_blocks": m.skippable_blocks, "test_images": len(labels), "energy": energy_note,
+           "timing": {k: v for k, v in timing.items() if not k.endswith("_ms")},
+           "ours": front, "original": reference("original", base_ms), "skipnet": skipnet_doc,
+           "ours_overtakes_skipnet_at": overtakes_at(front, timing["skipnet_ms"]),
+           "paper": paper.FIGURE6.get(m.model)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "figure6.json", doc)
+    plot_figure6(doc, out / "figure6.png")
+    write_text(out / "figure6.md", markdown(doc))
+    return doc
+
+
+def plot_figure6(doc: dict[str, Any], path: str | Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    xs = [p["n_skipped"] for p in doc["ours"]]
+    panels = (("test accuracy (%)", lambda r: 100 * r["test_accuracy"], True),
+              ("energy per inference (mJ, estimate)", lambda r: r["energy_mj"], True),
+              ("speedup over Original (x)", lambda r: r["speedup"], False))
+    for ax, (label, value, with_original) in zip(axes, panels, strict=True):
+        ax.plot(xs, [value(p) for p in doc["ours"]], marker="o", ms=3, color="C0", label="Ours (compiled front)")
+        if with_original:
+            ax.axhline(value(doc["original"]), color="k", ls="--", lw=1, label="Original")
+        sk = doc["skipnet"]
+        mean_skipped = (sk["test_set"].get("skipnet") or {}).get("mean_skipped")
+        ax.axhline(value(sk), color="C3", ls=":", lw=1.5,
+                   label="SkipNet" + (f" (mean {mean_skipped:.1f} skipped)" if mean_skipped is not None else ""))
+        ax.set_xlabel(f"skipped blocks (of {doc['skippable_blocks']})")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Figure 6: {doc['model']} on {doc['dataset']}, measured on {doc['target']} "
+                 f"(energy: {doc['energy']})", fontsize=9)
+    save_png(fig, path)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    o, s = doc["original"], doc["skipnet"]
+    sk = s["test_set"].get("skipnet") or {}
+    lat = s["test_set"]["latency_ms"]
+    lines = [f"# Figure 6: {doc['model']} on {doc['dataset']} ({doc['test_images']} test images, {doc['target']})",
+             "",
+             "| system | skipped blocks | test accuracy | latency ms | speedup | energy mJ (estimate) |",
+             "| --- | --- | --- | --- | --- | --- |",
+             f"| Original | 0 | {100 * o['test_accuracy']:.2f} % | {o['latency_ms']:.3f} | 1.00x | "
+             f"{o['energy_mj']:.3f} |",
+             f"| SkipNet | {sk.get('mean_skipped', float('nan')):.2f} (mean) | {100 * s['test_accuracy']:.2f} % | "
+             f"{s['latency_ms']:.3f} | {s['speedup']:.2f}x | {s['energy_mj']:.3f} |"]
+    for p in doc["ours"]:
+        lines.append(f"| Ours | {p['n_skipped']} | {100 * p['test_accuracy']:.2f} % | {p['latency_ms']:.3f} | "
+                     f"{p['speedup']:.2f}x | {p['energy_mj']:.3f} |")
+    at = doc["ours_overtakes_skipnet_at"]
+    ref = doc.get("paper") or {}
+    lines += ["", f"SkipNet per-input latency through the compiled module: p1 {lat['p1']:.3f} ms, p50 "
+              f"{lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms, max/min {lat['max_over_min']:.2f}x "
+              "(the paper: up to 13x).",
+              "", "Ours is faster than SkipNet " + (f"from {at} skipped blocks on" if at is not None else
+                                                    "at no point of the front") +
+              (f" (the paper, CIFAR-10: beyond {ref['ours_overtakes_skipnet_at']} blocks; SkipNet "
+               f"{ref['skipnet_speedup']}x over Original)." if ref else "."),
+              "", f"Energy: {doc['energy']}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,214 @@
+"""Table I of the paper: accuracy change, processed inferences and inferences per Watt of SkipNet and of
+Ours, each relative to the Original, on the same seeded workload (Korol et al., Sec. III-B/C, Table I).
+
+Three bundles of one model serve the same arrivals and images:
+
+* **Original**: the standard-trained network compiled at full depth (``compile --full-depth-only``),
+  static policy;
+* **SkipNet**: the self-gated bundle (its gates decide per input), static policy (one operating point);
+* **Ours**: the stochastic-depth network's Pareto bundle under Algorithm 1 with the runtime's defaults.
+
+Each load regime of ``bench --sweep`` (period = factor x the Original's measured service time, read
+again before each regime because a shared machine drifts; the phased and burst workloads) runs every
+system ``repeats`` times in alternating order, pooled. The paths are in-process (the engine alone) and
+HTTP (the real server as a subprocess, the real client). Energy is the runtime's meter: a sensor where
+the machine has one, else the target's power model (``estimate`` says which).
+
+Output ``edgeskip.table1/1`` (``table1.json``), ``table1.md`` and ``table1.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeskip_runtime.atomic import write_json, write_text
+from edgeskip_runtime.bundle import Bundle
+from edgeskip_runtime.errors import UsageError
+
+from edgeskip.evaluation.bench import load_inputs, table1_ratios
+from edgeskip.evaluation.drivers import Driver, HTTPDriver, InProcessDriver
+from edgeskip.evaluation.runner import BenchOptions, arrivals, pool_runs, run_once, sweep_regimes
+from edgeskip.experiments import paper
+from edgeskip.plotting import plt, save_png
+
+SCHEMA = "edgeskip.table1/1"
+PATHS = ("in-process", "http")
+# System -> (policy, settings overrides). Original and SkipNet have one operating point each.
+SYSTEMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Original": ("static", {"static_config": 0}),
+    "SkipNet": ("static", {"static_config": 0}),
+    "Ours": ("algorithm1", {}),
+}
+
+
+@contextlib.contextmanager
+def open_drivers(bundles: dict[str, Path], path: str) -> Iterator[dict[str, Driver]]:
+    """One driver per system: engines in this process, or one real server per bundle on loopback."""
+    from edgeskip.evaluation.local_server import LocalServer
+
+    drivers: dict[str, Driver] = {}
+    servers: list[LocalServer] = []
+    try:
+        for name, bundle in bundles.items():
+            if path == "http":
+                servers.append(LocalServer(bundle, "--no-pin"))
+                drivers[name] = HTTPDriver(servers[-1].url)
+            else:
+                drivers[name] = InProcessDriver(bundle)
+        yield drivers
+    finally:
+        for d in drivers.values():
+            with contextlib.suppress(Exception):
+                d.close()
+        for s in servers:
+            s.stop()
+
+
+def _check_bundles(bundles: dict[str, Path]) -> None:
+    opened = {name: Bundle.open(p) for name, p in bundles.items()}
+    models = {(b.manifest.model, b.manifest.dataset) for b in opened.values()}
+    if len(models) != 1:
+        raise UsageError(f"the three bundles must be one model on one dataset, got {sorted(models)}")
+    if not opened["SkipNet"].manifest.self_gated:
+        raise UsageError(f"{bundles['SkipNet']} is not a self-gated (SkipNet) bundle", setting="skipnet")
+    front = opened["Original"].pareto.configs
+    if len(front) != 1 or front[0].n_skipped:
+        raise UsageError(f"{bundles['Original']} is not a full-depth-only bundle "
+                         "(`edgeskip compile --full-depth-only`)", setting="original")
+    if len(opened["Ours"].pareto.configs) < 2:
+        raise UsageError(f"{bundles['Ours']} has one operating point: Ours needs a Pareto front", setting="ours")
+
+
+def run_path(drivers: dict[str, Driver], path: str, regimes: dict[str, tuple[str, float]], *, requests: int,
+             repeats: int, seed: int, data_dir: str | None, progress: bool) -> dict[str, Any]:
+    original = drivers["Original"]
+    opts = BenchOptions(requests=requests, seed=seed, progress=progress)
+    inputs = load_inputs(original.dataset, requests, seed, data_dir)
+    results: dict[str, Any] = {}
+    for regime, (workload, factor) in regimes.items():
+        period_ms = factor * original.configs()["service_time"]["service_ms"]
+        offsets = arrivals(workload, requests, period_ms / 1e3, opts)
+        reps: dict[str, list[dict[str, Any]]] = {name: [] for name in SYSTEMS}
+        for rep in range(repeats):  # alternating order: the machine's speed drifts over seconds
+            order = list(SYSTEMS) if rep % 2 == 0 else list(reversed(SYSTEMS))
+            for name in order:
+                label = f"{path} {regime}: {name} ({rep + 1}/{repeats})"
+                policy, overrides = SYSTEMS[name]  # loaded afresh: every run starts from the policy's initial state
+                reps[name].append(run_once(drivers[name], policy, overrides, offsets, inputs, opts, sla_ms=None,
+                                           budget_ms=None, priorities=None, label=label))
+        pooled = {name: pool_runs(runs, None, keep_timeline=False) for name, runs in reps.items()}
+        results[regime] = {
+            "workload": workload, "period_factor": factor, "period_ms": period_ms,
+            "systems": {name: {k: pooled[name][k] for k in ("processed", "dropped", "online_accuracy",
+                                                            "inferences_per_joule", "energy", "latency_ms",
+                                                            "skipped_histogram", "processed_per_repeat")}
+                        for name in SYSTEMS},
+            "SkipNet": table1_ratios(pooled["Original"], pooled["SkipNet"]),
+            "Ours": table1_ratios(pooled["Original"], pooled["Ours"]),
+        }
+    return results
+
+
+def table1(ours: str | Path, original: str | Path, skipnet: str | Path, out: str | Path, *,
+           paths: Sequence[str] = PATHS, regimes: Sequence[str] | None = None, requests: int = 200,
+           repeats: int = 3, seed: int = 0, data_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run every system over every regime on every path; write ``out/table1.{json,md,png}``."""
+    bundles = {"Original": Path(original), "SkipNet": Path(skipnet), "Ours": Path(ours)}
+    _check_bundles(bundles)
+    unknown = set(paths) - set(PATHS)
+    if unknown or not paths:
+        raise UsageError(f"paths must be among {list(PATHS)}, got {list(paths)}", setting="paths")
+    known = sweep_regimes()
+    if regimes and set(regimes) - set(known):
+        raise UsageError(f"unknown regimes {sorted(set(regimes) - set(known))}; known: {list(known)}",
+                         setting="regimes")
+    chosen = {k: v for k, v in known.items() if not regimes or k in regimes}
+    manifest = Bundle.open(ours).manifest
+    doc: dict[str, Any] = {"schema": SCHEMA, "model": manifest.model, "dataset": manifest.dataset,
+                           "bundles": {k: str(v) for k, v in bundles.items()}, "requests_per_run": requests,
+                           "repeats": repeats, "seed": seed, "paper": {d: t.get(manifest.model)
+                                                                       for d, t in paper.TABLE1.items()},
+                           "paths": {}}
+    for path in paths:
+        with open_drivers(bundles, path) as drivers:
+            doc["paths"][path] = run_path(drivers, path, chosen, requests=requests, repeats=repeats, seed=seed,
+                                          data_dir=data_dir, progress=progress)
+    doc["best"] = best_regime(doc)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "table1.json", doc)
+    write_text(out / "table1.md", markdown(doc))
+    plot_table1(doc, out / "table1.png")
+    return doc
+
+
+def best_regime(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The (path, regime) where Ours processes the most relative to Original."""
+    best = None
+    for path, results in doc["paths"].items():
+        for regime, r in results.items():
+            x = r["Ours"]["processed_inferences_x"]
+            if x is not None and (best is None or x > best["processed_inferences_x"]):
+                best = {"path": path, "regime": regime, **r["Ours"]}
+    return best
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _pts(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.2f}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = [f"# Table I: {doc['model']} on {doc['dataset']}",
+             "",
+             f"{doc['requests_per_run']} requests per run, {doc['repeats']} repeats per system and regime "
+             f"(pooled), seed {doc['seed']}. Ratios against Original; accuracy change in points.",
+             "", "| path | regime | period ms | acc SkipNet | acc Ours | proc. inf. SkipNet | proc. inf. Ours | "
+             "inf/W SkipNet | inf/W Ours | mean skipped Ours |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for path, results in doc["paths"].items():
+        for regime, r in results.items():
+            s, o = r["SkipNet"], r["Ours"]
+            hist = {int(k): v for k, v in r["systems"]["Ours"]["skipped_histogram"].items()}
+            mean_skipped = sum(k * v for k, v in hist.items()) / max(sum(hist.values()), 1)
+            lines.append(f"| {path} | {regime} | {r['period_ms']:.2f} | {_pts(s['accuracy_change_points'])} | "
+                         f"{_pts(o['accuracy_change_points'])} | {_x(s['processed_inferences_x'])} | "
+                         f"{_x(o['processed_inferences_x'])} | {_x(s['inferences_per_watt_x'])} | "
+                         f"{_x(o['inferences_per_watt_x'])} | {mean_skipped:.2f} |")
+    lines += ["", "The paper (Table I, on an Odroid XU4):", "",
+              "| dataset | acc SkipNet | acc Ours | proc. inf. SkipNet | proc. inf. Ours | inf/W SkipNet | "
+              "inf/W Ours |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for dataset, p in doc["paper"].items():
+        if p:
+            lines.append(f"| {dataset} | {p['skipnet_acc']:+.2f} | {p['ours_acc']:+.2f} | {p['skipnet_proc']:.2f}x | "
+                         f"{p['ours_proc']:.2f}x | {p['skipnet_ipw']:.2f}x | {p['ours_ipw']:.2f}x |")
+    if doc.get("best"):
+        b = doc["best"]
+        lines += ["", f"Best regime for Ours: {b['path']} {b['regime']}: {_x(b['processed_inferences_x'])} "
+                      f"processed at {_pts(b['accuracy_change_points'])} points."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_table1(doc: dict[str, Any], path: str | Path) -> None:
+    paths = list(doc["paths"])
+    fig, axes = plt.subplots(1, len(paths), figsize=(6.5 * len(paths), 3.8), squeeze=False)
+    for ax, p in zip(axes[0], paths, strict=True):
+        regimes = list(doc["paths"][p])
+        xs = range(len(regimes))
+        for k, system in enumerate(("SkipNet", "Ours")):
+            vals = [doc["paths"][p][r][system]["processed_inferences_x"] or 0.0 for r in regimes]
+            ax.bar([x + (k - 0.5) * 0.38 for x in xs], vals, width=0.38, label=system, color=f"C{3 if k == 0 else 0}")
+        ax.axhline(1.0, color="k", lw=1, ls="--", label="Original")
+        ax.set_xticks(list(xs), regimes, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("processed inferences / Original's")
+        ax.set_title(f"Table I, {doc['model']}: {p}")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    save_png(fig, path)

@@ -18,6 +18,7 @@ from torch import nn
 
 from edgeskip.accuracy import Evaluation, evaluate
 from edgeskip.data.base import DatasetSplits, ImageSet
+from edgeskip.design.fold_batchnorm import fold_batchnorm
 from edgeskip.design.prefix_engine import DEFAULT_MEMORY_BUDGET, PrefixSharingEngine, PrefixSharingUnsupported
 from edgeskip.gating import GatedModel, SkipConfig
 from edgeskip.progress import progress_bar
@@ -37,7 +38,9 @@ class ConfigEvaluator:
     def __init__(self, model: nn.Module, data: DatasetSplits, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH,
                  prefix_sharing: bool = True, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
                  memory_format: torch.memory_format = DEFAULT_MEMORY_FORMAT) -> None:
-        self.gated = model if isinstance(model, GatedModel) else GatedModel(model)
+        # Evaluated with batch norm folded into the convolutions (a copy; the caller's model is untouched).
+        model, self.folded_batchnorms = fold_batchnorm(model)
+        self.gated = model if isinstance(model, GatedModel) else GatedModel(model, inplace=True)
         self.gated = self.gated.to(device, memory_format=memory_format).eval()
         self.data = data
         self.device = device

@@ -12,6 +12,11 @@ from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
 
 
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal to float rounding, relative to the output's scale (a deep net with random statistics reaches 1e10)."""
+    return (a - b).abs().max().item() <= 1e-5 * a.abs().max().item() + 1e-5
+
+
 def _bn_count(model: nn.Module) -> int:
     return sum(type(m) is nn.BatchNorm2d for m in model.modules())
 
@@ -23,7 +28,7 @@ def test_registry_models_fold_every_pair_and_keep_their_outputs(name: str, pairs
     assert n == pairs and _bn_count(folded) == 0 and _bn_count(model) == pairs  # the original is untouched
     x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.allclose(folded(x), model(x), atol=1e-4)
+        assert _close(folded(x), model(x))
 
 
 def test_a_gated_model_folds_inside_its_gates_and_still_skips() -> None:
@@ -34,7 +39,7 @@ def test_a_gated_model_folds_inside_its_gates_and_still_skips() -> None:
     for cfg in ([1] * 6, [0, 1, 0, 1, 1, 0], [0] * 6):
         c = torch.tensor(cfg)
         with torch.no_grad():
-            assert torch.allclose(folded(x, c), gated(x, c), atol=1e-4)
+            assert _close(folded(x, c), gated(x, c))
 
 
 class SharedConvOutput(nn.Module):
@@ -59,7 +64,7 @@ def test_only_pairs_where_the_norm_alone_reads_the_conv_are_folded() -> None:
     assert n == 1 and type(folded.bn) is nn.BatchNorm2d and type(folded.bn2) is nn.Identity
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
-        assert torch.allclose(folded(x), model(x), atol=1e-5)
+        assert _close(folded(x), model(x))
 
 
 def test_a_users_torchvision_style_network_folds_and_keeps_its_outputs() -> None:
@@ -68,4 +73,4 @@ def test_a_users_torchvision_style_network_folds_and_keeps_its_outputs() -> None
     assert n == _bn_count(model) - _bn_count(folded) and n >= 1
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        assert torch.allclose(folded(x), model(x), atol=1e-4)
+        assert _close(folded(x), model(x))

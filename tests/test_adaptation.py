@@ -139,9 +139,11 @@ def test_configuration_is_decided_at_arrival_not_when_the_worker_wakes(host_bund
     log = DecisionLog(tmp_path / "d.jsonl")
     engine = InferenceEngine(host_bundle, pin=False, decision_log=log)
     try:
-        first = engine.admit(InferRequest("a", image(0), 0, None, False))
+        # 200 images in one request keep the worker busy for a long while, so the next admission finds it busy
+        # however late this thread runs on a loaded machine.
+        first = engine.admit(InferRequest("a", np.repeat(image(0), 200, axis=0), 0, None, False))
         assert first.point is not None and first.point.index == 0  # decided atomically with admission
-        with pytest.raises(Dropped):  # a few µs later: busy, skip one more
+        with pytest.raises(Dropped):  # busy: skip one more
             engine.admit(InferRequest("b", image(1), 0, None, False))
         assert engine.current.policy.current == 1
         result = engine.wait(first)

@@ -127,6 +127,7 @@ def test_skipnet_compiles_and_serves_as_one_self_gated_operating_point(standard_
     """Export a SkipNet checkpoint, compile it with IREE for the host, and run it in the module and the server
     engine: no cfg, one operating point, each image's own branches, the eager network's logits."""
     import numpy as np
+    from conftest import make_skipnet_checkpoint
     from edgeskip_runtime.bundle import Bundle
     from edgeskip_runtime.module import CompiledModel
     from edgeskip_runtime.server import InferenceEngine
@@ -134,16 +135,9 @@ def test_skipnet_compiles_and_serves_as_one_self_gated_operating_point(standard_
 
     from edgeskip.compile.bundle import build_bundle
     from edgeskip.compile.export import export_checkpoint
-    from edgeskip.training.checkpoint import Checkpoint
 
-    standard = load_checkpoint(standard_checkpoint)
-    torch.manual_seed(1)
-    net = SkipNet(standard.build_model()).eval()
-    ck = Checkpoint(model=standard.model, model_args=standard.model_args, dataset=standard.dataset,
-                    normalization=standard.normalization, input_shape=standard.input_shape,
-                    state_dict=net.state_dict(), recipe="skipnet", metrics=[{"val_accuracy": 0.5}],
-                    train_config={**standard.train_config, "recipe": "skipnet", "gate_type": net.gate_type})
-    ck.save(tmp_path / "skipnet.pt")
+    make_skipnet_checkpoint(standard_checkpoint, tmp_path / "skipnet.pt")
+    net = load_checkpoint(tmp_path / "skipnet.pt").build_model().eval()
     export = export_checkpoint(tmp_path / "skipnet.pt", tmp_path / "skipnet.onnx")
     assert export.metadata.self_gated and len(export.gates) == net.num_gates
     bundle = build_bundle(export.path, "host", None, tmp_path / "bundle")

@@ -40,3 +40,10 @@ def memory_option(f):
     return click.option("--memory-mb", type=click.IntRange(min=1), default=1024, show_default=True,
                         help="Activations the engine keeps to share work between configurations; beyond this it "
                              "recomputes them (slower, never more memory).")(f)
+
+
+def figure1_options(f):
+    """The random configurations of Figure 1 (``figure1`` and ``experiment figure1``)."""
+    f = click.option("--seed", type=int, default=0, show_default=True)(f)
+    return click.option("--draws", type=click.IntRange(min=1), default=100, show_default=True,
+                        help="Random configurations per number of skipped blocks (per model).")(f)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgeskip.cli import main
-from edgeskip.cli.common import data_options, design_data_options, memory_option, set_threads
+from edgeskip.cli.common import data_options, design_data_options, figure1_options, memory_option, set_threads
 
 
 @main.command()
@@ -142,9 +142,7 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
 
 @main.command()
 @click.argument("checkpoints", nargs=-1, required=True)
-@click.option("--draws", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Random configurations per number of skipped blocks.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@figure1_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="JSON path; the PNG is written beside it.")
 @memory_option

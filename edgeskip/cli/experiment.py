@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edgeskip.cli import EdgeskipGroup, main
-from edgeskip.cli.common import data_options, design_data_options, memory_option, set_threads
+from edgeskip.cli.common import data_options, design_data_options, figure1_options, memory_option, set_threads
 
 _bundle = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -27,9 +27,7 @@ def experiment() -> None:
 @experiment.command("figure1")
 @click.argument("stochastic_depth", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("standard", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--draws", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Random configurations per number of skipped blocks (per model).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@figure1_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for figure1.json, figure1.png and figure1.md.")
 @memory_option
@@ -37,13 +35,16 @@ def experiment() -> None:
 def figure1_command(stochastic_depth: Path, standard: Path, draws: int, seed: int, out: Path, threads, data_dir,
                     limit, device, memory_mb: int) -> None:
     """Figure 1: accuracy against skipped blocks, STOCHASTIC_DEPTH against STANDARD checkpoint (test split)."""
-    from edgeskip.experiments.figure1 import figure1
+    from edgeskip.experiments.figure1 import comparison_n, figure1
 
     set_threads(threads)
     doc = figure1(stochastic_depth, standard, out, design_data_options(data_dir, limit, device, memory_mb),
                   draws=draws, seed=seed)
-    click.echo((out / "figure1.md").read_text().splitlines()[-3:][0])
-    click.echo(f"wrote {out}/figure1.json, figure1.png, figure1.md ({len(doc['models'])} models)")
+    n = comparison_n(len(doc["models"][0]["curve"]) - 1)
+    for m in doc["models"]:
+        click.echo(f"{m['label']}: best minus worst configuration at N = {n}: "
+                   f"{100 * m['curve'][n]['spread']:.2f} points")
+    click.echo(f"wrote {out}/figure1.json, figure1.png, figure1.md")
 
 
 @experiment.command("figure6")

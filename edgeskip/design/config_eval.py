@@ -39,7 +39,7 @@ class ConfigEvaluator:
                  prefix_sharing: bool = True, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
                  memory_format: torch.memory_format = DEFAULT_MEMORY_FORMAT) -> None:
         # Evaluated with batch norm folded into the convolutions (a copy; the caller's model is untouched).
-        model, self.folded_batchnorms = fold_batchnorm(model)
+        model, _ = fold_batchnorm(model)
         self.gated = model if isinstance(model, GatedModel) else GatedModel(model, inplace=True)
         self.gated = self.gated.to(device, memory_format=memory_format).eval()
         self.data = data

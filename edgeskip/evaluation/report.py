@@ -114,24 +114,24 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", "## Table I ratios (vs. static no-skip)", "",
                   "| accuracy change | processed inferences | ideal bound | share of ideal | inferences per watt |",
                   "| --- | --- | --- | --- | --- |",
-                  f"| {_fmt(t['accuracy_change_points'], ' pts')} | {_fmt(t['processed_inferences_x'], 'x')} | "
-                  f"{_fmt(ideal, 'x')} | {_fmt(t.get('share_of_ideal'), '')} | "
-                  f"{_fmt(t['inferences_per_watt_x'], 'x')} |"]
+                  f"| {fmt_value(t['accuracy_change_points'], ' pts')} | {fmt_value(t['processed_inferences_x'])} | "
+                  f"{fmt_value(ideal, 'x')} | {fmt_value(t.get('share_of_ideal'), '')} | "
+                  f"{fmt_value(t['inferences_per_watt_x'], 'x')} |"]
     if len(doc.get("repeats", [])) > 1:
         lines += ["", "Alternating repeats (same arrivals; Table I above pools them):", "",
                   "| repeat | processed static | processed adaptive | ratio | ideal bound | share of ideal |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for i, rep in enumerate(doc["repeats"]):
             counts = list(rep["processed"].values())
-            lines.append(f"| {i + 1} | {counts[0]} | {counts[1]} | {_fmt(rep['processed_x'], 'x')} | "
-                         f"{_fmt(rep['ideal_processed_x'], 'x')} | {_fmt(rep['share_of_ideal'], '')} |")
+            lines.append(f"| {i + 1} | {counts[0]} | {counts[1]} | {fmt_value(rep['processed_x'], 'x')} | "
+                         f"{fmt_value(rep['ideal_processed_x'], 'x')} | {fmt_value(rep['share_of_ideal'], '')} |")
     if doc.get("table1_by_phase"):
         lines += ["", "## By phase", "", "| phase | period factor | processed static | processed adaptive | ratio | "
                   "mean skipped |", "| --- | --- | --- | --- | --- | --- |"]
         for ph in doc["table1_by_phase"]:
             lines.append(f"| {ph['phase']} | {ph['period_factor']:g} | {ph['static no-skip']['processed']} | "
-                         f"{ph['adaptive']['processed']} | {_fmt(ph['processed_x'], 'x')} | "
-                         f"{_fmt(ph['adaptive']['mean_skipped'], '')} |")
+                         f"{ph['adaptive']['processed']} | {fmt_value(ph['processed_x'], 'x')} | "
+                         f"{fmt_value(ph['adaptive']['mean_skipped'], '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +145,8 @@ def _nondefault(settings: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if defaults.get(k) != v}
 
 
-def _fmt(v: float | None, unit: str) -> str:
+def fmt_value(v: float | None, unit: str = "x") -> str:
+    """A ratio (``x``), signed points (`` pts``) or any other figure for a report; ``-`` when missing."""
     if v is None:
         return "-"
     return f"{v:+.2f}{unit}" if unit.strip() == "pts" else f"{v:.2f}{unit}"
@@ -189,9 +190,9 @@ def sweep_markdown(doc: dict[str, Any]) -> str:
                   "| regime | processed | ideal bound | accuracy change | inferences per watt |",
                   "| --- | --- | --- | --- | --- |"]
         for regime, t in doc["table1"].items():
-            lines.append(f"| {regime} | {_fmt(t['processed_inferences_x'], 'x')} | "
-                         f"{_fmt(t['ideal_processed_x'], 'x')} | {_fmt(t['accuracy_change_points'], ' pts')} | "
-                         f"{_fmt(t['inferences_per_watt_x'], 'x')} |")
+            lines.append(f"| {regime} | {fmt_value(t['processed_inferences_x'], 'x')} | "
+                         f"{fmt_value(t['ideal_processed_x'])} | {fmt_value(t['accuracy_change_points'], ' pts')} | "
+                         f"{fmt_value(t['inferences_per_watt_x'], 'x')} |")
     lines += ["", "Policies and their settings overrides (all else as the runtime was configured):", ""]
     lines += [f"* {name}: `{p['policy']}` {p['overrides'] or ''}" for name, p in doc["policies"].items()]
     return "\n".join(lines) + "\n"

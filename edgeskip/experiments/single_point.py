@@ -50,19 +50,33 @@ def latency_summary(samples_ms: list[float]) -> dict[str, float]:
             "p99": p99, "max": hi, "max_over_min": hi / lo, "p99_over_p1": p99 / p1}
 
 
-def run_test_set(bundle_path: str | Path, images_u8: np.ndarray, labels: np.ndarray, *, warmup: int = 20,
-                 progress: bool = True) -> TestSetRun:
-    """Accuracy and per-input latency of a one-point bundle (its only operating point) on these images."""
-    bundle = Bundle.open(bundle_path)
-    model = CompiledModel(bundle)
-    cfg = model.check_cfg(bundle.pareto.configs[0].mask)
-    norm = Normalization.from_manifest(bundle.manifest, model.image_spec.shape[1])
-    images = np.ascontiguousarray(norm.apply(images_u8))
+@dataclass
+class Loaded:
+    """A bundle's module, loaded once, with the test images normalised for it."""
+
+    bundle: Bundle
+    model: CompiledModel
+    images: np.ndarray  # (N, C, H, W) float32
+
+    @classmethod
+    def of(cls, bundle: Bundle, images_u8: np.ndarray) -> Loaded:
+        model = CompiledModel(bundle)
+        norm = Normalization.from_manifest(bundle.manifest, model.image_spec.shape[1])
+        return cls(bundle, model, np.ascontiguousarray(norm.apply(images_u8)))
+
+    def cfg(self, index: int = 0) -> np.ndarray:
+        """The checked cfg of operating point ``index`` (a self-gated module's is empty)."""
+        return self.model.check_cfg(self.bundle.pareto.configs[index].mask)
+
+
+def run_test_set(loaded: Loaded, labels: np.ndarray, *, warmup: int = 20, progress: bool = True) -> TestSetRun:
+    """Accuracy and per-input latency of a one-point bundle (its only operating point) on its images."""
+    model, images, cfg = loaded.model, loaded.images, loaded.cfg()
     for i in range(min(warmup, len(images))):
         model.infer_raw(images[i : i + 1], cfg)
     preds, times = [], []
     with progress_bar(progress) as bar:
-        task = bar.add_task(f"test set through {Path(bundle_path).name}", total=len(images), info="")
+        task = bar.add_task(f"test set through {loaded.bundle.path.name}", total=len(images), info="")
         for i in range(len(images)):
             x = images[i : i + 1]
             t0 = time.perf_counter()
@@ -72,7 +86,7 @@ def run_test_set(bundle_path: str | Path, images_u8: np.ndarray, labels: np.ndar
             if i % 200 == 0:
                 bar.update(task, completed=i + 1)
     accuracy = float(np.mean(np.asarray(preds) == labels))
-    return TestSetRun(str(bundle_path), len(images), accuracy, latency_summary(times), preds, times)
+    return TestSetRun(str(loaded.bundle.path), len(images), accuracy, latency_summary(times), preds, times)
 
 
 def measure_skipnet_decisions(run: TestSetRun, checkpoint: str | Path, images_u8: np.ndarray,

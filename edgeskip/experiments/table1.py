@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeskip_runtime.atomic import write_json, write_text
-from edgeskip_runtime.bundle import Bundle
 from edgeskip_runtime.errors import UsageError
 
 from edgeskip.evaluation.bench import load_inputs, table1_ratios
 from edgeskip.evaluation.drivers import Driver, HTTPDriver, InProcessDriver
+from edgeskip.evaluation.report import fmt_value
 from edgeskip.evaluation.runner import BenchOptions, arrivals, pool_runs, run_once, sweep_regimes
 from edgeskip.experiments import paper
+from edgeskip.experiments.systems import open_systems
 from edgeskip.plotting import plt, save_png
 
 SCHEMA = "edgeskip.table1/1"
@@ -65,21 +66,6 @@ def open_drivers(bundles: dict[str, Path], path: str) -> Iterator[dict[str, Driv
                 d.close()
         for s in servers:
             s.stop()
-
-
-def _check_bundles(bundles: dict[str, Path]) -> None:
-    opened = {name: Bundle.open(p) for name, p in bundles.items()}
-    models = {(b.manifest.model, b.manifest.dataset) for b in opened.values()}
-    if len(models) != 1:
-        raise UsageError(f"the three bundles must be one model on one dataset, got {sorted(models)}")
-    if not opened["SkipNet"].manifest.self_gated:
-        raise UsageError(f"{bundles['SkipNet']} is not a self-gated (SkipNet) bundle", setting="skipnet")
-    front = opened["Original"].pareto.configs
-    if len(front) != 1 or front[0].n_skipped:
-        raise UsageError(f"{bundles['Original']} is not a full-depth-only bundle "
-                         "(`edgeskip compile --full-depth-only`)", setting="original")
-    if len(opened["Ours"].pareto.configs) < 2:
-        raise UsageError(f"{bundles['Ours']} has one operating point: Ours needs a Pareto front", setting="ours")
 
 
 def run_path(drivers: dict[str, Driver], path: str, regimes: dict[str, tuple[str, float]], *, requests: int,
@@ -116,8 +102,8 @@ def table1(ours: str | Path, original: str | Path, skipnet: str | Path, out: str
            paths: Sequence[str] = PATHS, regimes: Sequence[str] | None = None, requests: int = 200,
            repeats: int = 3, seed: int = 0, data_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Run every system over every regime on every path; write ``out/table1.{json,md,png}``."""
-    bundles = {"Original": Path(original), "SkipNet": Path(skipnet), "Ours": Path(ours)}
-    _check_bundles(bundles)
+    opened = open_systems(ours, original, skipnet)
+    bundles = {role: b.path for role, b in opened.items()}
     unknown = set(paths) - set(PATHS)
     if unknown or not paths:
         raise UsageError(f"paths must be among {list(PATHS)}, got {list(paths)}", setting="paths")
@@ -126,7 +112,7 @@ def table1(ours: str | Path, original: str | Path, skipnet: str | Path, out: str
         raise UsageError(f"unknown regimes {sorted(set(regimes) - set(known))}; known: {list(known)}",
                          setting="regimes")
     chosen = {k: v for k, v in known.items() if not regimes or k in regimes}
-    manifest = Bundle.open(ours).manifest
+    manifest = opened["Ours"].manifest
     doc: dict[str, Any] = {"schema": SCHEMA, "model": manifest.model, "dataset": manifest.dataset,
                            "bundles": {k: str(v) for k, v in bundles.items()}, "requests_per_run": requests,
                            "repeats": repeats, "seed": seed, "paper": {d: t.get(manifest.model)
@@ -156,14 +142,6 @@ def best_regime(doc: dict[str, Any]) -> dict[str, Any] | None:
     return best
 
 
-def _x(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}x"
-
-
-def _pts(v: float | None) -> str:
-    return "-" if v is None else f"{v:+.2f}"
-
-
 def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Table I: {doc['model']} on {doc['dataset']}",
              "",
@@ -177,10 +155,10 @@ def markdown(doc: dict[str, Any]) -> str:
             s, o = r["SkipNet"], r["Ours"]
             hist = {int(k): v for k, v in r["systems"]["Ours"]["skipped_histogram"].items()}
             mean_skipped = sum(k * v for k, v in hist.items()) / max(sum(hist.values()), 1)
-            lines.append(f"| {path} | {regime} | {r['period_ms']:.2f} | {_pts(s['accuracy_change_points'])} | "
-                         f"{_pts(o['accuracy_change_points'])} | {_x(s['processed_inferences_x'])} | "
-                         f"{_x(o['processed_inferences_x'])} | {_x(s['inferences_per_watt_x'])} | "
-                         f"{_x(o['inferences_per_watt_x'])} | {mean_skipped:.2f} |")
+            cells = [fmt_value(s["accuracy_change_points"], " pts"), fmt_value(o["accuracy_change_points"], " pts"),
+                     *(fmt_value(r[system][key]) for key in ("processed_inferences_x", "inferences_per_watt_x")
+                       for system in ("SkipNet", "Ours"))]
+            lines.append(f"| {path} | {regime} | {r['period_ms']:.2f} | {' | '.join(cells)} | {mean_skipped:.2f} |")
     lines += ["", "The paper (Table I, on an Odroid XU4):", "",
               "| dataset | acc SkipNet | acc Ours | proc. inf. SkipNet | proc. inf. Ours | inf/W SkipNet | "
               "inf/W Ours |",
@@ -191,8 +169,8 @@ def markdown(doc: dict[str, Any]) -> str:
                          f"{p['ours_proc']:.2f}x | {p['skipnet_ipw']:.2f}x | {p['ours_ipw']:.2f}x |")
     if doc.get("best"):
         b = doc["best"]
-        lines += ["", f"Best regime for Ours: {b['path']} {b['regime']}: {_x(b['processed_inferences_x'])} "
-                      f"processed at {_pts(b['accuracy_change_points'])} points."]
+        lines += ["", f"Best regime for Ours: {b['path']} {b['regime']}: {fmt_value(b['processed_inferences_x'])} "
+                      f"processed at {fmt_value(b['accuracy_change_points'], ' pts')}."]
     return "\n".join(lines) + "\n"
 
 

@@ -4,13 +4,18 @@ For each model (random-init weights with random BatchNorm statistics: the cost o
 depend on training), on the first ``--images`` Fashion-MNIST validation images, side by side in one run:
 
 (a) backends: images per second of the gated network at full depth for PyTorch eager (NCHW and
-    channels-last, at batches of 500 and of ``--batch``, the design-time default) and the IREE-compiled
+    channels-last, at batches of 500 and of ``--batch``, the design-time default), for the network as
+    the design-time commands run it (batch norm folded, bias/ReLU/residual add fused into the
+    convolutions: :func:`edgeskip.design.config_eval.prepare_for_evaluation`), and for the IREE-compiled
     gated module (generic path, local-task, batch 500), so that the design-time engine uses the fastest;
     measured in alternating rounds;
-(b) per configuration, the seconds of the naive per-mask loop and of the prefix-sharing engine, for the
-    masks of a sensitivity analysis (no-skip and "skip block i"), of the Pareto candidates (skip the N
-    first blocks of a ranking, N = 0..B_s) and of Figure 1 (``--draws`` random masks per N); both give
-    identical accuracies, which the JSON records as checked.
+(b) per configuration, the seconds of the naive per-mask loop on the unprepared network (what evaluating
+    each mask alone costs), of the same loop on the prepared network, and of the prefix-sharing engine on
+    it, for the masks of a sensitivity analysis (no-skip and "skip block i"), of the Pareto candidates
+    (skip the N first blocks of a ranking, N = 0..B_s) and of Figure 1 (``--draws`` random masks per N);
+    the engine and the loop on the prepared network give identical accuracies, which the JSON records as
+    checked; and the engine on a bfloat16 copy (``--selection-precision bf16``): its seconds and how many
+    points its accuracies moved against float32.
 
     nice -n 5 python benchmarks/design_bench.py --models resnet20,resnet110 --out docs/results/design_bench.json
 """
@@ -18,6 +23,7 @@ depend on training), on the first ``--images`` Fashion-MNIST validation images, 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import random
 import statistics
@@ -39,7 +45,7 @@ from edgeskip.compile.export import export_gated
 from edgeskip.compile.iree import CompileLog, compile_onnx
 from edgeskip.data import load_dataset
 from edgeskip.data.base import ImageSet, iterate_batches
-from edgeskip.design.config_eval import DEFAULT_BATCH, DEFAULT_MEMORY_FORMAT
+from edgeskip.design.config_eval import DEFAULT_BATCH, DEFAULT_MEMORY_FORMAT, prepare_for_evaluation
 from edgeskip.design.prefix_engine import PrefixSharingEngine
 from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
@@ -75,6 +81,8 @@ def backends(model: nn.Module, x: torch.Tensor, batch: int, rounds: int, work: P
     500 and of ``batch``, and the IREE module compiled for batch 500 (local-task)."""
     gated = GatedModel(model).eval()
     gated_cl = GatedModel(model).eval().to(memory_format=torch.channels_last)
+    prepared = prepare_for_evaluation(GatedModel(model)).to(memory_format=torch.channels_last)
+    prepared_bf16 = copy.deepcopy(prepared).to(torch.bfloat16)
     on = torch.ones(gated.num_gates, dtype=torch.int64)
     proto, b_s = export_gated(model, list(x.shape[1:]), batch_size=len(x))
     t = time.perf_counter()
@@ -91,6 +99,8 @@ def backends(model: nn.Module, x: torch.Tensor, batch: int, rounds: int, work: P
         f"torch_channels_last_batch{len(x)}": lambda: gated_cl(xcl, on),
         f"torch_nchw_batch{batch}": batched(gated, x),
         f"torch_channels_last_batch{batch}": batched(gated_cl, xcl),
+        f"torch_prepared_channels_last_batch{batch}": batched(prepared, xcl),
+        f"torch_prepared_bf16_channels_last_batch{batch}": batched(prepared_bf16, xcl.to(torch.bfloat16)),
         f"iree_local_task_batch{len(x)}": lambda: to_numpy(fn(xn, onn)),
     }
     seconds = dict(zip(calls, time_round_robin(list(calls.values()), repeats=rounds, warmup=1), strict=True))
@@ -103,18 +113,34 @@ def backends(model: nn.Module, x: torch.Tensor, batch: int, rounds: int, work: P
 
 def per_config(model: nn.Module, masks: list[Mask], images: ImageSet, normalization, batch: int,
                memory_format: torch.memory_format) -> dict[str, Any]:
-    gated = GatedModel(model).eval().to(memory_format=memory_format)
     unique = sorted(set(masks))
-    t = time.perf_counter()
-    naive = {m: evaluate(lambda x, m=m: gated(x, torch.tensor(m)), images, normalization, batch_size=batch,
-                         memory_format=memory_format) for m in unique}
-    naive_s = time.perf_counter() - t
-    engine = PrefixSharingEngine(gated, memory_format=memory_format)
+
+    def naive_loop(gated: GatedModel) -> tuple[dict[Mask, Any], float]:
+        t = time.perf_counter()
+        out = {m: evaluate(lambda x, m=m: gated(x, torch.tensor(m)), images, normalization, batch_size=batch,
+                           memory_format=memory_format) for m in unique}
+        return out, time.perf_counter() - t
+
+    _, plain_s = naive_loop(GatedModel(model).eval().to(memory_format=memory_format))
+    prepared = prepare_for_evaluation(GatedModel(model)).to(memory_format=memory_format)
+    naive, naive_s = naive_loop(prepared)
+    engine = PrefixSharingEngine(prepared, memory_format=memory_format)
     t = time.perf_counter()
     shared = engine.evaluate(unique, images, normalization, batch_size=batch)
     engine_s = time.perf_counter() - t
-    return {"configs": len(unique), "naive_s_per_config": round(naive_s / len(unique), 4),
+    # The selection precision bf16 (validation passes): its time, and how far its accuracies move.
+    engine_bf16 = PrefixSharingEngine(copy.deepcopy(prepared).to(torch.bfloat16), memory_format=memory_format,
+                                      dtype=torch.bfloat16)
+    t = time.perf_counter()
+    low = engine_bf16.evaluate(unique, images, normalization, batch_size=batch)
+    bf16_s = time.perf_counter() - t
+    moved = [abs(low[m].accuracy - shared[m].accuracy) * 100 for m in unique]
+    return {"configs": len(unique), "naive_unprepared_s_per_config": round(plain_s / len(unique), 4),
+            "naive_s_per_config": round(naive_s / len(unique), 4),
             "engine_s_per_config": round(engine_s / len(unique), 4), "speedup": round(naive_s / engine_s, 2),
+            "speedup_over_unprepared": round(plain_s / engine_s, 2),
+            "engine_bf16_s_per_config": round(bf16_s / len(unique), 4), "bf16_over_fp32": round(engine_s / bf16_s, 2),
+            "bf16_accuracy_moved_points": {"mean": round(statistics.fmean(moved), 3), "max": round(max(moved), 3)},
             "identical": shared == naive, "engine_peak_mb": round(engine.peak_bytes / 2**20, 1)}
 
 

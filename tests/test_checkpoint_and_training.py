@@ -108,3 +108,17 @@ def test_warmup_scales_the_learning_rate_linearly(tmp_path: Path) -> None:
     plain, warm = lrs(0.0), lrs(2.0)
     assert warm[0] == pytest.approx(0.5 * plain[0])  # the last step of epoch 1 is halfway through the warm-up
     assert warm[1] == pytest.approx(plain[1])  # warm-up over: the schedule alone
+
+
+def test_bf16_mixed_precision_learns_and_keeps_float32_weights(tmp_path: Path, synthetic_checkpoint: Path) -> None:
+    # The fixture's run, in bf16.
+    cfg = dict(model="resnet20", dataset="synthetic", epochs=3, limit=512, batch_size=32, lr=0.05)
+    ck = train(TrainConfig(**cfg, precision="bf16"), tmp_path / "bf16.pt", progress=False)
+    assert all(v.dtype in (torch.float32, torch.int64) for v in ck.state_dict.values())
+    assert ck.metrics[-1]["val_accuracy"] > 0.4  # chance is 0.1; the fp32 run's bar
+    fp32 = load_checkpoint(synthetic_checkpoint)
+    assert fp32.train_config["precision"] == "fp32" and ck.train_config["precision"] == "bf16"
+    # Autocast really ran: the same seed and data give different weights than float32 does.
+    assert any(not torch.equal(v, fp32.state_dict[k]) for k, v in ck.state_dict.items() if v.is_floating_point())
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16").validate()

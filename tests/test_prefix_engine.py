@@ -6,12 +6,13 @@ import random
 
 import pytest
 import torch
+from edgeskip_runtime.errors import UsageError
 from torch import nn
 
 from edgeskip.accuracy import evaluate
 from edgeskip.data import load_dataset
 from edgeskip.data.base import ImageSet
-from edgeskip.design.config_eval import ConfigEvaluator
+from edgeskip.design.config_eval import ConfigEvaluator, native_bf16, prepare_for_evaluation, resolve_precision
 from edgeskip.design.prefix_engine import PrefixSharingEngine, PrefixSharingUnsupported
 from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
@@ -131,3 +132,33 @@ def test_cli_memory_default_is_the_engines() -> None:
 
     option = next(p for p in main.commands["sensitivity"].params if p.name == "memory_mb")
     assert option.default << 20 == DEFAULT_MEMORY_BUDGET
+
+
+def test_bf16_engine_equals_the_bf16_naive_loop(data) -> None:
+    gated = prepare_for_evaluation(GatedModel(_model("resnet20"))).to(torch.bfloat16)
+    masks = _masks(gated.num_gates, seed=5)
+    got = PrefixSharingEngine(gated, dtype=torch.bfloat16).evaluate(masks, data.val, data.normalization, batch_size=32)
+    want = {m: evaluate(lambda x, m=m: gated(x.to(torch.bfloat16), torch.tensor(m)).float(), data.val,
+                        data.normalization, batch_size=32) for m in set(masks)}
+    assert got == want
+
+
+def test_selection_precision_runs_validation_in_bf16_and_test_in_fp32(data) -> None:
+    model = _model("resnet20")
+    masks = _masks(6, seed=6)[:8]
+    fp32 = ConfigEvaluator(model, data, batch_size=32)
+    bf16 = ConfigEvaluator(model, data, batch_size=32, selection_precision="bf16")
+    assert (fp32.selection_precision, bf16.selection_precision) == ("fp32", "bf16")
+    for ev in (fp32, bf16):
+        ev.prefetch(masks, "val", progress=False)
+        ev.prefetch(masks, "test", progress=False)
+    assert all(bf16.evaluation(m, "test") == fp32.evaluation(m, "test") for m in masks)  # reported: float32
+    assert any(bf16.evaluation(m, "val").loss != fp32.evaluation(m, "val").loss for m in masks)  # selected: bf16
+    assert all(abs(bf16.accuracy(m) - fp32.accuracy(m)) <= 0.05 for m in masks)
+
+
+def test_auto_precision_follows_the_cpu_and_bad_names_are_refused() -> None:
+    assert resolve_precision("auto") == ("bf16" if native_bf16() else "fp32")
+    assert resolve_precision("auto", "cuda") == "bf16" and resolve_precision("fp32") == "fp32"
+    with pytest.raises(UsageError, match="unknown precision 'fp16'"):
+        resolve_precision("fp16")

@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from edgeskip.cli import main
-from edgeskip.cli.common import data_options, design_data_options, figure1_options, memory_option, set_threads
+from edgeskip.cli.common import (
+    data_options,
+    design_data_options,
+    figure1_options,
+    memory_option,
+    selection_precision_option,
+    set_threads,
+)
 
 
 @main.command()
@@ -32,6 +39,9 @@ from edgeskip.cli.common import data_options, design_data_options, figure1_optio
               help="Linear learning-rate warm-up over this many epochs (deep nets such as resnet110 need about 1).")
 @click.option("--p-last", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Survival probability p_L of the last block (stochastic depth).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: mixed precision (bfloat16 autocast for the forward pass and loss, float32 weights); about "
+                   "1.6x faster training on CPUs with AMX, and on recent GPUs.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="Share of the training data held out for validation.")
@@ -58,7 +68,7 @@ def train(out: Path, resume: bool, threads: int | None, init: Path | None, sp_ep
         ck = train_skipnet(SkipNetConfig(standard=str(init), gate_type=gate_type, sp_epochs=sp_epochs,
                                          rl_epochs=options["epochs"], batch_size=options["batch_size"],
                                          seed=options["seed"], device=options["device"], limit=options["limit"],
-                                         data_dir=options["data_dir"]), out)
+                                         data_dir=options["data_dir"], precision=options["precision"]), out)
         last = ck.metrics[-1]
         click.echo(f"wrote {out}: val accuracy {last['val_accuracy']:.4f}, "
                    f"{last['val_mean_skipped']:.2f} blocks skipped per image on average")
@@ -94,9 +104,10 @@ def evaluate(checkpoint: Path, mask: str | None, threads, data_dir, limit, devic
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random ranker.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @memory_option
+@selection_precision_option
 @data_options
 def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, data_dir, limit, device,
-                memory_mb: int) -> None:
+                memory_mb: int, selection_precision: str) -> None:
     """Rank skippable blocks by validation accuracy with each one skipped alone.
 
     Writes JSON (schema edgeskip.sensitivity/1) with per-block accuracies and the order,
@@ -105,8 +116,10 @@ def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, da
     from edgeskip.design.workflow import sensitivity as run
 
     set_threads(threads)
-    doc = run(checkpoint, out, design_data_options(data_dir, limit, device, memory_mb), ranker=ranker, seed=seed)
-    click.echo(f"wrote {out}: order {doc['order']} (baseline val accuracy {doc['baseline_accuracy']:.4f})")
+    doc = run(checkpoint, out, design_data_options(data_dir, limit, device, memory_mb, selection_precision),
+              ranker=ranker, seed=seed)
+    click.echo(f"wrote {out}: order {doc['order']} (baseline val accuracy {doc['baseline_accuracy']:.4f}, "
+               f"{doc['precision']})")
 
 
 @main.command()
@@ -119,9 +132,10 @@ def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, da
               help="Latency samples per configuration.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @memory_option
+@selection_precision_option
 @data_options
 def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, out: Path, threads, data_dir, limit,
-           device, memory_mb: int) -> None:
+           device, memory_mb: int, selection_precision: str) -> None:
     """Build the Pareto front (validation accuracy against latency) of skip configurations.
 
     Writes OUT (schema edgeskip.pareto/1) and, beside it, accuracy_vs_skipped.png and
@@ -130,7 +144,8 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
     from edgeskip.design.workflow import pareto as run
 
     set_threads(threads)
-    result = run(checkpoint, sensitivity_path, out, design_data_options(data_dir, limit, device, memory_mb),
+    result = run(checkpoint, sensitivity_path, out,
+                 design_data_options(data_dir, limit, device, memory_mb, selection_precision),
                  exhaustive=exhaustive, repeats=repeats)
     click.echo(f"wrote {out}: {len(result.front.configs)} of {len(result.candidates)} candidates on the front")
     within = result.front.meta["skippable_within_points"]

@@ -5,10 +5,18 @@ of mask S on split X?", often for the same masks; one :class:`ConfigEvaluator` a
 question once. Callers that know their masks up front hand them to :meth:`ConfigEvaluator.prefetch`,
 which evaluates them together with the prefix-sharing engine (:mod:`edgeskip.design.prefix_engine`);
 the answers are identical to evaluating each mask alone.
+
+**Selection precision.** The validation split only *selects* (the sensitivity ranking, the Pareto
+front); the test split is *reported* and always runs in float32, as the compiled module does. With
+``selection_precision="bf16"`` the validation evaluations run a bfloat16 copy of the network: on CPUs
+with AMX, ResNet-110 evaluates 4-5x faster (fused, batch 200: 361-376 -> 1,544-1,992 img/s side by
+side), and its validation accuracies moved by 0.02-0.13 points against float32 (full depth and 10, 20,
+30 random skips). ``"auto"`` picks bf16 where the CPU computes it natively, else float32.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 
@@ -19,6 +27,7 @@ from torch import nn
 from edgeskip.accuracy import Evaluation, evaluate
 from edgeskip.data.base import DatasetSplits, ImageSet
 from edgeskip.design.fold_batchnorm import fold_batchnorm
+from edgeskip.design.fuse_convolutions import fuse_convolutions
 from edgeskip.design.prefix_engine import DEFAULT_MEMORY_BUDGET, PrefixSharingEngine, PrefixSharingUnsupported
 from edgeskip.gating import GatedModel, SkipConfig
 from edgeskip.progress import progress_bar
@@ -30,6 +39,32 @@ SPLITS = ("val", "test")
 # (README, "Benchmarks").
 DEFAULT_BATCH = 200
 DEFAULT_MEMORY_FORMAT = torch.channels_last
+SELECTION_PRECISIONS = ("auto", "fp32", "bf16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 convolutions natively (AMX or AVX512-BF16), not by emulation."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # a torch without the probes: assume not
+        return False
+
+
+def resolve_precision(name: str, device: str = "cpu") -> str:
+    """``fp32`` or ``bf16`` for a selection precision (``auto``: bf16 on CUDA and on CPUs with native bf16)."""
+    if name not in SELECTION_PRECISIONS:
+        raise UsageError(f"unknown precision {name!r}; use one of {', '.join(SELECTION_PRECISIONS)}",
+                         setting="selection_precision")
+    if name != "auto":
+        return name
+    return "bf16" if device.startswith("cuda") or native_bf16() else "fp32"
+
+
+def prepare_for_evaluation(gated: GatedModel) -> GatedModel:
+    """An eval-mode copy with batch norm folded into the convolutions and the bias, ReLU and residual add fused
+    into them: what every design-time evaluation runs (the caller's model is untouched)."""
+    return fuse_convolutions(fold_batchnorm(gated)[0])[0]
 
 
 class ConfigEvaluator:
@@ -37,17 +72,28 @@ class ConfigEvaluator:
 
     def __init__(self, model: nn.Module, data: DatasetSplits, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH,
                  prefix_sharing: bool = True, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
-                 memory_format: torch.memory_format = DEFAULT_MEMORY_FORMAT) -> None:
-        # Evaluated with batch norm folded into the convolutions (a copy; the caller's model is untouched).
-        model, _ = fold_batchnorm(model)
-        self.gated = model if isinstance(model, GatedModel) else GatedModel(model, inplace=True)
-        self.gated = self.gated.to(device, memory_format=memory_format).eval()
+                 memory_format: torch.memory_format = DEFAULT_MEMORY_FORMAT,
+                 selection_precision: str = "fp32") -> None:
+        gated = model if isinstance(model, GatedModel) else GatedModel(model)
+        # Gated first, so that the rewrites keep the gates (and the names the engine hooks) as they are.
+        self.gated = prepare_for_evaluation(gated).to(device, memory_format=memory_format)
         self.data = data
         self.device = device
         self.batch_size = batch_size
         self.memory_format = memory_format
-        self.engine = PrefixSharingEngine(self.gated, memory_budget_bytes=memory_budget_bytes,
-                                          memory_format=memory_format) if prefix_sharing else None
+        self.selection_precision = resolve_precision(selection_precision, device)
+        # Per split: the network copy and its engine (None: one mask at a time). Test is always float32.
+        self._nets: dict[str, tuple[GatedModel, PrefixSharingEngine | None]] = {}
+        for split, precision in (("test", "fp32"), ("val", self.selection_precision)):
+            dtype = _DTYPES[precision]
+            same = next((n for n in self._nets.values() if next(n[0].parameters()).dtype == dtype), None)
+            if same is not None:
+                self._nets[split] = same
+                continue
+            net = self.gated if dtype == torch.float32 else copy.deepcopy(self.gated).to(dtype)
+            engine = PrefixSharingEngine(net, memory_budget_bytes=memory_budget_bytes, memory_format=memory_format,
+                                         dtype=dtype) if prefix_sharing else None
+            self._nets[split] = (net, engine)
         self._cache: dict[tuple[str, tuple[int, ...]], Evaluation] = {}
 
     @property
@@ -64,7 +110,10 @@ class ConfigEvaluator:
         key = (split, cfg.mask)
         if key not in self._cache:
             cfg_t = cfg.tensor().to(self.device)
-            self._cache[key] = evaluate(lambda x: self.gated(x, cfg_t), self.split(split), self.data.normalization,
+            data = self.split(split)
+            net, _ = self._nets[split]
+            dtype = next(net.parameters()).dtype
+            self._cache[key] = evaluate(lambda x: net(x.to(dtype), cfg_t).float(), data, self.data.normalization,
                                         batch_size=self.batch_size, device=self.device,
                                         memory_format=self.memory_format)
         return self._cache[key]
@@ -76,19 +125,20 @@ class ConfigEvaluator:
         todo = sorted(m for m in wanted if (split, m) not in self._cache)
         if not todo:
             return
-        if self.engine is None or len(todo) == 1:
+        data = self.split(split)
+        _, engine = self._nets[split]
+        if engine is None or len(todo) == 1:
             for m in todo:
                 self.evaluation(m, split)
             return
-        data = self.split(split)
         try:
             with progress_bar(progress) as bar:
                 task = bar.add_task(f"{label}: {len(todo)} configurations on {split}", total=len(data), info="")
-                results = self.engine.evaluate(todo, data, self.data.normalization, batch_size=self.batch_size,
-                                               device=self.device, on_batch=lambda k: bar.advance(task, k))
+                results = engine.evaluate(todo, data, self.data.normalization, batch_size=self.batch_size,
+                                          device=self.device, on_batch=lambda k: bar.advance(task, k))
         except PrefixSharingUnsupported as e:  # correct answers first: this network gets the plain loop
             warnings.warn(str(e), stacklevel=2)
-            self.engine = None
+            self._nets = {k: (n, None) for k, (n, _) in self._nets.items()}
             self.prefetch(todo, split, label=label, progress=progress)
             return
         self._cache.update({(split, m): e for m, e in results.items()})

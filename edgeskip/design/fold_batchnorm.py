@@ -7,22 +7,17 @@ Measured on ResNet-110, batch 200 channels-last, 2 cores: 1.18x faster. The outp
 rounding (about 5e-6 on the logits), and the engine and the per-mask loop both evaluate the folded copy,
 so their answers stay identical to each other.
 
-Which convolution feeds which norm is read from the data flow, not from attribute names: every module
-is traced with ``torch.fx`` around the skip gates (a module that does not trace is searched child by
-child; each gated block on its own), and a pair is
-folded only where the convolution is called once, its output goes to the norm alone, and the norm is
-called once on it.
+Which convolution feeds which norm is read from the data flow, not from attribute names: every region
+:mod:`edgeskip.design.traced_regions` traces is searched, and a pair is folded only where the
+convolution is called once, its output goes to the norm alone, and the norm is called once on it.
 """
 
 from __future__ import annotations
 
-import copy
-
-import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from edgeskip.gating.gates import SkipGate
+from edgeskip.design.traced_regions import rewrite_traced
 
 
 def _set(root: nn.Module, qualified: str, module: nn.Module) -> None:
@@ -54,23 +49,6 @@ def _fold_traced(root: nn.Module, graph: fx.Graph) -> int:
     return folded
 
 
-class _GatesAsLeaves(fx.Tracer):
-    """Traces around skip gates (their branch depends on cfg); the gated blocks are folded on their own."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, SkipGate) or super().is_leaf_module(m, module_qualified_name)
-
-
-def _fold(module: nn.Module) -> int:
-    try:
-        graph = _GatesAsLeaves().trace(module)
-    except Exception:  # data-dependent control flow, a cfg check, ...: try each child on its own
-        return sum(_fold(child) for child in module.children())
-    return _fold_traced(module, graph) + sum(_fold(g.block) for g in module.modules() if isinstance(g, SkipGate))
-
-
-@torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     """An eval-mode copy of ``model`` with every Conv2d -> BatchNorm2d pair folded; and how many were folded."""
-    model = copy.deepcopy(model).eval()
-    return model, _fold(model)
+    return rewrite_traced(model, lambda module, graph: (module, _fold_traced(module, graph)))

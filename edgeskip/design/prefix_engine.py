@@ -48,8 +48,10 @@ class PrefixSharingEngine:
     """Evaluates sets of masks of one :class:`GatedModel` over an image set, sharing common prefixes."""
 
     def __init__(self, gated: GatedModel, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
-                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
+                 memory_format: torch.memory_format = torch.contiguous_format,
+                 dtype: torch.dtype = torch.float32) -> None:
         self.gated = gated.eval()
+        self.dtype = dtype  # the images are cast to the network's dtype; the logits are scored in float32
         self.num_gates = gated.num_gates
         self.memory_budget_bytes = memory_budget_bytes
         self.memory_format = memory_format
@@ -127,10 +129,11 @@ class PrefixSharingEngine:
                  for i, name in enumerate(self.gated.block_names)]
         try:
             for x, y in iterate_batches(data, normalization, batch_size, device=device):
-                x = x.contiguous(memory_format=self.memory_format)
+                x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
                 if not self._checked:
                     self._self_check(x, unique)
-                self._walk(x, unique, 0, len(unique), 0, None, None, lambda m, logits, y=y: sums[m].add(logits, y))
+                self._walk(x, unique, 0, len(unique), 0, None, None,
+                           lambda m, logits, y=y: sums[m].add(logits.float(), y))
                 if on_batch is not None:
                     on_batch(len(y))
         finally:

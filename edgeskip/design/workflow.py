@@ -33,6 +33,7 @@ class DataOptions:
     limit: int | None = None
     device: str = "cpu"
     memory_mb: int = DEFAULT_MEMORY_BUDGET >> 20  # activations the design-time engine may keep
+    selection_precision: str = "fp32"  # of the validation (selection) evaluations; test is always fp32
 
 
 @dataclass
@@ -53,7 +54,8 @@ def open_session(checkpoint_path: str | Path, options: DataOptions) -> Session:
                          f"the checkpoint expects {tuple(ck.input_shape)}")
     data.normalization = ck.normalization  # evaluate exactly as trained
     return Session(ck, data, ConfigEvaluator(ck.build_model(), data, device=options.device,
-                                                  memory_budget_bytes=options.memory_mb << 20))
+                                             memory_budget_bytes=options.memory_mb << 20,
+                                             selection_precision=options.selection_precision))
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, options: DataOptions,
@@ -70,7 +72,8 @@ def sensitivity(checkpoint_path: str | Path, out: str | Path, options: DataOptio
                 seed: int = 0, progress: bool = True) -> dict[str, Any]:
     s = open_session(checkpoint_path, options)
     doc = {"model": s.checkpoint.model, "dataset": s.checkpoint.dataset, "checkpoint": str(checkpoint_path),
-           **run_sensitivity(s.evaluator, ranker=ranker, seed=seed, progress=progress)}
+           **run_sensitivity(s.evaluator, ranker=ranker, seed=seed, progress=progress),
+           "precision": s.evaluator.selection_precision}
     write_json(out, doc)
     return doc
 
@@ -104,6 +107,7 @@ def pareto(checkpoint_path: str | Path, sensitivity_path: str | Path, out: str |
                           ranker=ranking.get("ranker", "sensitivity"), exhaustive=exhaustive, repeats=repeats,
                           progress=progress)
     result.front.meta["checkpoint"] = str(checkpoint_path)
+    result.front.meta["selection_precision"] = s.evaluator.selection_precision
     result.front.save(out)
     if plots:
         folder = Path(out).parent

@@ -34,7 +34,7 @@ from edgeskip.data import load_dataset
 from edgeskip.data.base import ImageSet, Normalization, iterate_batches
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
-from edgeskip.training.loop import EpochStats, sgd_step
+from edgeskip.training.loop import EpochStats, check_precision, mixed_precision, sgd_step
 from edgeskip.training.schedules import SCHEDULES
 
 
@@ -55,8 +55,10 @@ class SkipNetConfig:
     device: str = "cpu"
     limit: int | None = None
     data_dir: str | None = None
+    precision: str = "fp32"  # or "bf16": mixed-precision forward and loss (edgeskip.training.loop)
 
     def validate(self) -> None:
+        check_precision(self.precision)
         if self.gate_type is not None and self.gate_type not in GATE_TYPES:
             raise UsageError(f"unknown SkipNet gate type {self.gate_type!r}; use one of {sorted(GATE_TYPES)}",
                              setting="gate_type")
@@ -133,11 +135,12 @@ def train_skipnet(config: SkipNetConfig, out: str | Path, *, progress: bool = Tr
                                           augment=True, generator=generator, device=config.device)
                 for step, (x, y) in enumerate(batches):
                     lr = lr0 * schedule((epoch * steps + step) / (epochs * steps))
-                    logits = net(x)
-                    if stage == "reinforce":
-                        loss = reinforce_loss(net, logits, y, config.alpha, config.rl_weight)
-                    else:
-                        loss = nn.functional.cross_entropy(logits, y)
+                    with mixed_precision(config.device, config.precision):
+                        logits = net(x)
+                        if stage == "reinforce":
+                            loss = reinforce_loss(net, logits, y, config.alpha, config.rl_weight)
+                        else:
+                            loss = nn.functional.cross_entropy(logits, y)
                     sgd_step(optimizer, loss, lr)
                     stats.add(loss, logits, y)
                     skipped = (1 - net.trace.run_matrix()).sum(1).float().mean().item()

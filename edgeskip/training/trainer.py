@@ -24,7 +24,7 @@ from edgeskip.data.base import iterate_batches
 from edgeskip.models import create_model
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
-from edgeskip.training.loop import EpochStats, sgd_step
+from edgeskip.training.loop import EpochStats, check_precision, mixed_precision, sgd_step
 from edgeskip.training.recipes import RECIPES, RecipeOptions
 from edgeskip.training.schedules import SCHEDULES
 from edgeskip.training.stochastic_depth import remove_stochastic_depth
@@ -52,8 +52,10 @@ class TrainConfig:
     # learn here (epoch 1: 18 % validation accuracy, loss above chance), as He et al. (2016, Sec. 4.2) found
     # and answered with a warm-up at lr 0.01; SkipNet warms its 110-layer nets up too.
     warmup_epochs: float = 0.0
+    precision: str = "fp32"  # or "bf16": mixed-precision forward and loss (edgeskip.training.loop)
 
     def validate(self) -> None:
+        check_precision(self.precision)
         RECIPES.get(self.recipe)
         SCHEDULES.get(self.schedule)
         if self.epochs < 1:
@@ -139,8 +141,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                 done = epoch * steps_per_epoch + step
                 lr = config.lr * schedule(done / total_steps) * warmup(done)
                 x = x.contiguous(memory_format=memory_format)
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y)
+                with mixed_precision(device, config.precision):
+                    logits = model(x)
+                    loss = nn.functional.cross_entropy(logits, y)
                 sgd_step(optimizer, loss, lr)
                 stats.add(loss, logits, y)
                 bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {stats.loss:.3f} "

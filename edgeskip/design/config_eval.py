@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from edgeskip_runtime.errors import UsageError
@@ -67,6 +68,12 @@ def prepare_for_evaluation(gated: GatedModel) -> GatedModel:
     return fuse_convolutions(fold_batchnorm(gated)[0])[0]
 
 
+class _Backend(NamedTuple):
+    net: GatedModel
+    dtype: torch.dtype
+    engine: PrefixSharingEngine | None
+
+
 class ConfigEvaluator:
     """Evaluates masks of one gated model on the validation and test splits of one dataset."""
 
@@ -82,19 +89,17 @@ class ConfigEvaluator:
         self.batch_size = batch_size
         self.memory_format = memory_format
         self.selection_precision = resolve_precision(selection_precision, device)
-        # Per split: the network copy and its engine (None: one mask at a time). Test is always float32.
-        self._nets: dict[str, tuple[GatedModel, PrefixSharingEngine | None]] = {}
-        for split, precision in (("test", "fp32"), ("val", self.selection_precision)):
-            dtype = _DTYPES[precision]
-            same = next((n for n in self._nets.values() if next(n[0].parameters()).dtype == dtype), None)
-            if same is not None:
-                self._nets[split] = same
-                continue
-            net = self.gated if dtype == torch.float32 else copy.deepcopy(self.gated).to(dtype)
-            engine = PrefixSharingEngine(net, memory_budget_bytes=memory_budget_bytes, memory_format=memory_format,
-                                         dtype=dtype) if prefix_sharing else None
-            self._nets[split] = (net, engine)
+        # Per precision: the network copy and its engine (None: one mask at a time). Test is always float32.
+        nets = {"fp32": self.gated}
+        if self.selection_precision == "bf16":
+            nets["bf16"] = copy.deepcopy(self.gated).to(torch.bfloat16)
+        self._backends = {p: _Backend(net, _DTYPES[p], PrefixSharingEngine(
+            net, memory_budget_bytes=memory_budget_bytes, memory_format=memory_format, dtype=_DTYPES[p])
+            if prefix_sharing else None) for p, net in nets.items()}
         self._cache: dict[tuple[str, tuple[int, ...]], Evaluation] = {}
+
+    def _backend(self, split: str) -> _Backend:
+        return self._backends["fp32" if split == "test" else self.selection_precision]
 
     @property
     def num_blocks(self) -> int:
@@ -111,9 +116,8 @@ class ConfigEvaluator:
         if key not in self._cache:
             cfg_t = cfg.tensor().to(self.device)
             data = self.split(split)
-            net, _ = self._nets[split]
-            dtype = next(net.parameters()).dtype
-            self._cache[key] = evaluate(lambda x: net(x.to(dtype), cfg_t).float(), data, self.data.normalization,
+            b = self._backend(split)
+            self._cache[key] = evaluate(lambda x: b.net(x.to(b.dtype), cfg_t).float(), data, self.data.normalization,
                                         batch_size=self.batch_size, device=self.device,
                                         memory_format=self.memory_format)
         return self._cache[key]
@@ -126,7 +130,7 @@ class ConfigEvaluator:
         if not todo:
             return
         data = self.split(split)
-        _, engine = self._nets[split]
+        engine = self._backend(split).engine
         if engine is None or len(todo) == 1:
             for m in todo:
                 self.evaluation(m, split)
@@ -138,7 +142,7 @@ class ConfigEvaluator:
                                           device=self.device, on_batch=lambda k: bar.advance(task, k))
         except PrefixSharingUnsupported as e:  # correct answers first: this network gets the plain loop
             warnings.warn(str(e), stacklevel=2)
-            self._nets = {k: (n, None) for k, (n, _) in self._nets.items()}
+            self._backends = {p: b._replace(engine=None) for p, b in self._backends.items()}
             self.prefetch(todo, split, label=label, progress=progress)
             return
         self._cache.update({(split, m): e for m, e in results.items()})

@@ -17,7 +17,7 @@ from __future__ import annotations
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from edgeskip.design.traced_regions import rewrite_traced
+from edgeskip.design.traced_regions import module_call_counts, rewrite_traced
 
 
 def _set(root: nn.Module, qualified: str, module: nn.Module) -> None:
@@ -26,10 +26,7 @@ def _set(root: nn.Module, qualified: str, module: nn.Module) -> None:
 
 
 def _fold_traced(root: nn.Module, graph: fx.Graph) -> int:
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    calls = module_call_counts(graph)
     folded = 0
     for node in graph.nodes:
         if node.op != "call_module" or calls[node.target] != 1:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from edgeskip.design.traced_regions import rewrite_traced
+from edgeskip.design.traced_regions import module_call_counts, rewrite_traced
 
 _RELU = {torch.relu, F.relu}
 _DTYPES = (torch.float32, torch.bfloat16)
@@ -146,10 +146,7 @@ def _drop_identities(root: nn.Module, graph: fx.Graph) -> bool:
 
 def _fuse_traced(root: nn.Module, graph: fx.Graph) -> tuple[nn.Module, int]:
     changed = _drop_identities(root, graph)
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    calls = module_call_counts(graph)
     fused = 0
     for node in list(graph.nodes):
         if node.op != "call_module" or calls[node.target] != 1 or len(node.args) != 1 or node.kwargs:

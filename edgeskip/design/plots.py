@@ -33,7 +33,8 @@ def plot_accuracy_vs_skipped(candidates: list[ConfigPoint], path: str | Path, ti
 
 
 def plot_pareto(candidates: list[ConfigPoint], front: list[ConfigPoint], path: str | Path,
-                exhaustive: list[ConfigPoint] | None = None, true_front: list[ConfigPoint] | None = None) -> None:
+                exhaustive: list[ConfigPoint] | None = None, true_front: list[ConfigPoint] | None = None,
+                title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     if exhaustive:
         ax.scatter([p.latency_ms for p in exhaustive], [100 * p.val_accuracy for p in exhaustive], s=10,
@@ -45,9 +46,13 @@ def plot_pareto(candidates: list[ConfigPoint], front: list[ConfigPoint], path: s
     ax.scatter([p.latency_ms for p in candidates], [100 * p.val_accuracy for p in candidates], marker="x",
                label="sensitivity candidates")
     fs = sorted(front, key=lambda p: p.latency_ms)
-    ax.plot([p.latency_ms for p in fs], [100 * p.val_accuracy for p in fs], marker="o", label="Pareto front")
-    for p in fs:
+    ax.plot([p.latency_ms for p in fs], [100 * p.val_accuracy for p in fs], marker="o",
+            label=f"Pareto front ({len(fs)}; labels: blocks skipped)")
+    step = -(-len(fs) // 12)  # at most about 12 labels: ResNet-110's 35 would overlap
+    for p in fs[::step]:
         ax.annotate(str(p.n_skipped), (p.latency_ms, 100 * p.val_accuracy), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
-    finish(ax, "latency (ms, batch 1)", "validation accuracy (%)", "Pareto front of skip configurations", 8)
+    source = fs[0].latency_source.split(" median")[0] if fs and fs[0].latency_source else "batch 1"
+    finish(ax, f"latency (ms; {source})", "validation accuracy (%)",
+           f"Pareto front{': ' + title if title else ' of skip configurations'}", 8)
     save_png(fig, path)

@@ -21,6 +21,15 @@ from edgeskip.gating.gates import SkipGate
 Rewrite = Callable[[nn.Module, fx.Graph], tuple[nn.Module, int]]
 
 
+def module_call_counts(graph: fx.Graph) -> dict[str, int]:
+    """How often each submodule is called in ``graph`` (a rewrite must not change a module called twice)."""
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    return calls
+
+
 class GatesAsLeaves(fx.Tracer):
     """Traces around skip gates; the gated blocks are rewritten on their own."""
 

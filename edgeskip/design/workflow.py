@@ -114,7 +114,7 @@ def pareto(checkpoint_path: str | Path, sensitivity_path: str | Path, out: str |
         plot_accuracy_vs_skipped(result.candidates, folder / "accuracy_vs_skipped.png",
                                  f"{s.checkpoint.model} on {s.checkpoint.dataset}")
         plot_pareto(result.candidates, result.front.configs, folder / "pareto_front.png", result.exhaustive,
-                    result.exhaustive_front)
+                    result.exhaustive_front, f"{s.checkpoint.model} on {s.checkpoint.dataset}")
     return result
 
 

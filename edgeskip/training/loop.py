@@ -10,7 +10,7 @@ from edgeskip_runtime.errors import UsageError
 
 # Mixed precision for the forward pass and the loss; the weights, gradients and optimiser stay float32.
 # bf16 autocast on this machine's CPUs (AMX): a ResNet-110 training step 2.2x faster (batch 128, channels-last,
-# side by side), whole stochastic-depth epochs 1.6-1.7x; on CUDA it is the usual bf16 AMP.
+# side by side), whole stochastic-depth epochs 1.6-1.9x; on CUDA it is the usual bf16 AMP.
 PRECISIONS = ("fp32", "bf16")
 
 

@@ -153,6 +153,17 @@ def test_table1_runs_the_three_systems_on_the_same_workload(systems: dict[str, P
     assert "The paper (Table I" in (tmp_path / "table1.md").read_text() and (tmp_path / "table1.png").is_file()
 
 
+def test_table1_ours_settings_set_algorithm1_floor(systems: dict[str, Path], tmp_path: Path) -> None:
+    # A floor at the no-skip accuracy leaves Ours one operating point: under overload it drops, never skips.
+    front = json.loads((systems["ours"] / "pareto.json").read_text())
+    floor = front["configs"][0]["val_accuracy"]
+    doc = table1(systems["ours"], systems["original"], systems["skipnet"], tmp_path, paths=["in-process"],
+                 regimes=["period x0.5"], requests=40, repeats=1, progress=False, ours_settings={"min_acc": floor})
+    ours = doc["paths"]["in-process"]["period x0.5"]["systems"]["Ours"]
+    assert set(ours["skipped_histogram"]) == {"0"} and ours["dropped"] > 0
+    assert doc["ours_settings"] == {"min_acc": floor} and f"'min_acc': {floor}" in (tmp_path / "table1.md").read_text()
+
+
 def test_table1_cli_names_the_option_of_a_bad_regime(systems: dict[str, Path], tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["experiment", "table1", "--ours", str(systems["ours"]), "--original",
                                        str(systems["original"]), "--skipnet", str(systems["skipnet"]),

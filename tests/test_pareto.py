@@ -36,6 +36,38 @@ def test_filter_keeps_exactly_the_non_dominated(pts: list[ConfigPoint]) -> None:
     assert [k.n_skipped for k in kept] == sorted(k.n_skipped for k in kept)
 
 
+def _spread_point(mask: list[int], acc: float, median: float, p90: float) -> ConfigPoint:
+    return ConfigPoint(mask, acc, median, extra={"latency_p90_ms": p90})
+
+
+@given(st.lists(st.tuples(st.floats(0, 1, allow_nan=False), st.floats(0.01, 100, allow_nan=False),
+                          st.floats(0, 5, allow_nan=False)), min_size=1, max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_filter_within_spread_drops_only_clearly_slower_points(raw: list[tuple[float, float, float]]) -> None:
+    pts = [_spread_point([1, 0], acc, lat, lat + spread) for acc, lat, spread in raw]
+    kept = pareto_filter(pts, within_spread=True)
+    exact = pareto_filter(pts)
+    kept_ids = {id(k) for k in kept}
+    assert {id(k) for k in exact} <= kept_ids or len({(p.val_accuracy, p.latency_ms) for p in pts}) < len(pts)
+    for p in pts:
+        clearly_dominated = any(q.val_accuracy >= p.val_accuracy and p.latency_ms - q.latency_ms >
+                                max(q.extra["latency_p90_ms"] - q.latency_ms, p.extra["latency_p90_ms"] - p.latency_ms)
+                                for q in pts)
+        assert (id(p) in kept_ids) != clearly_dominated
+
+
+def test_filter_within_spread_keeps_a_nested_front_through_noise() -> None:
+    # A nested front measured on a noisy machine: skipping block 2 reads 0.02 ms slower than
+    # skipping nothing, within the 0.1 ms spread; the exact filter loses it, the spread-aware one not.
+    pts = [_spread_point([1, 1, 1], 0.93, 1.00, 1.10), _spread_point([1, 0, 1], 0.92, 1.02, 1.12),
+           _spread_point([0, 0, 1], 0.90, 0.70, 0.80), _spread_point([0, 0, 0], 0.50, 0.40, 0.45)]
+    assert len(pareto_filter(pts)) == 3
+    assert pareto_filter(pts, within_spread=True) == pts
+    # Clearly slower (by more than either spread) and no more accurate: dropped.
+    slow = _spread_point([0, 1, 0], 0.80, 1.5, 1.55)
+    assert slow not in pareto_filter([*pts, slow], within_spread=True)
+
+
 @given(points, points)
 @settings(max_examples=200, deadline=None)
 def test_hypervolume_is_monotone_in_the_point_set(a: list[ConfigPoint], b: list[ConfigPoint]) -> None:

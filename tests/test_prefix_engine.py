@@ -157,6 +157,20 @@ def test_selection_precision_runs_validation_in_bf16_and_test_in_fp32(data) -> N
     assert all(abs(bf16.accuracy(m) - fp32.accuracy(m)) <= 0.05 for m in masks)
 
 
+def test_report_precision_bf16_runs_test_in_bf16_and_validation_as_selected(data) -> None:
+    # Figure 1's --precision bf16: the test split uses the bfloat16 network, validation stays float32.
+    model = _model("resnet20")
+    masks = _masks(6, seed=7)[:8]
+    fp32 = ConfigEvaluator(model, data, batch_size=32)
+    fig1 = ConfigEvaluator(model, data, batch_size=32, report_precision="bf16")
+    for ev in (fp32, fig1):
+        for split in ("val", "test"):
+            ev.prefetch(masks, split, progress=False)
+    assert all(fig1.evaluation(m, "val") == fp32.evaluation(m, "val") for m in masks)
+    assert any(fig1.evaluation(m, "test").loss != fp32.evaluation(m, "test").loss for m in masks)
+    assert all(abs(fig1.accuracy(m, "test") - fp32.accuracy(m, "test")) <= 0.05 for m in masks)
+
+
 def test_auto_precision_follows_the_cpu_and_bad_names_are_refused() -> None:
     assert resolve_precision("auto") == ("bf16" if native_bf16() else "fp32")
     assert resolve_precision("auto", "cuda") == "bf16" and resolve_precision("fp32") == "fp32"

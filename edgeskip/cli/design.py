@@ -162,8 +162,8 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
               help="JSON path; the PNG is written beside it.")
 @memory_option
 @data_options
-def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, out: Path, threads, data_dir, limit, device,
-            memory_mb: int) -> None:
+def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, precision: str, out: Path, threads, data_dir,
+            limit, device, memory_mb: int) -> None:
     """Reproduce the paper's Figure 1: accuracy against skipped blocks for several checkpoints.
 
     CHECKPOINTS are LABEL=PATH pairs (or plain paths, labelled by their recipe), e.g.
@@ -177,7 +177,8 @@ def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, out: Path, thre
     for item in checkpoints:
         label, sep, path = item.partition("=")
         labelled[label if sep else load_checkpoint(item).recipe] = path if sep else item
-    doc = run(labelled, out, design_data_options(data_dir, limit, device, memory_mb), draws=draws, seed=seed)
+    doc = run(labelled, out, design_data_options(data_dir, limit, device, memory_mb, report_precision=precision),
+              draws=draws, seed=seed)
     for m in doc["models"]:
         click.echo(f"{m['label']}: mean accuracy loss over N = {m['mean_accuracy_loss']:.4f}")
 

@@ -32,13 +32,14 @@ def experiment() -> None:
               help="Folder for figure1.json, figure1.png and figure1.md.")
 @memory_option
 @data_options
-def figure1_command(stochastic_depth: Path, standard: Path, draws: int, seed: int, out: Path, threads, data_dir,
-                    limit, device, memory_mb: int) -> None:
+def figure1_command(stochastic_depth: Path, standard: Path, draws: int, seed: int, precision: str, out: Path,
+                    threads, data_dir, limit, device, memory_mb: int) -> None:
     """Figure 1: accuracy against skipped blocks, STOCHASTIC_DEPTH against STANDARD checkpoint (test split)."""
     from edgeskip.experiments.figure1 import comparison_n, figure1
 
     set_threads(threads)
-    doc = figure1(stochastic_depth, standard, out, design_data_options(data_dir, limit, device, memory_mb),
+    doc = figure1(stochastic_depth, standard, out,
+                  design_data_options(data_dir, limit, device, memory_mb, report_precision=precision),
                   draws=draws, seed=seed)
     n = comparison_n(len(doc["models"][0]["curve"]) - 1)
     for m in doc["models"]:
@@ -87,15 +88,20 @@ def figure6_command(ours: Path, original: Path, skipnet: Path, skipnet_checkpoin
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Dataset folder (default: the dataset's standard location).")
+@click.option("--min-acc", type=click.FloatRange(0, 1), default=None,
+              help="Ours: Algorithm 1's accuracy floor, a validation accuracy in [0, 1] (default: the runtime's, "
+                   "no-skip accuracy - 0.10).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for table1.json, table1.md and table1.png.")
 def table1_command(ours: Path, original: Path, skipnet: Path, paths: tuple[str, ...], regimes: tuple[str, ...],
-                   requests: int, repeats: int, seed: int, data_dir: Path | None, out: Path) -> None:
+                   requests: int, repeats: int, seed: int, data_dir: Path | None, min_acc: float | None,
+                   out: Path) -> None:
     """Table I: SkipNet and Ours against Original on the same seeded workloads, in-process and over HTTP."""
     from edgeskip.experiments.table1 import PATHS, table1
 
     doc = table1(ours, original, skipnet, out, paths=paths or PATHS, regimes=regimes or None, requests=requests,
-                 repeats=repeats, seed=seed, data_dir=str(data_dir) if data_dir else None)
+                 repeats=repeats, seed=seed, data_dir=str(data_dir) if data_dir else None,
+                 ours_settings={"min_acc": min_acc} if min_acc is not None else None)
     if doc["best"]:
         b = doc["best"]
         click.echo(f"best for Ours: {b['path']} {b['regime']}: {b['processed_inferences_x']:.2f}x processed at "

@@ -7,11 +7,14 @@ which evaluates them together with the prefix-sharing engine (:mod:`edgeskip.des
 the answers are identical to evaluating each mask alone.
 
 **Selection precision.** The validation split only *selects* (the sensitivity ranking, the Pareto
-front); the test split is *reported* and always runs in float32, as the compiled module does. With
+front); the test split is *reported* and runs in float32, as the compiled module does. With
 ``selection_precision="bf16"`` the validation evaluations run a bfloat16 copy of the network: on CPUs
 with AMX, ResNet-110 evaluates 4-5x faster (fused, batch 200: 361-376 -> 1,544-1,992 img/s side by
 side), and its validation accuracies moved by 0.02-0.13 points against float32 (full depth and 10, 20,
-30 random skips). ``"auto"`` picks bf16 where the CPU computes it natively, else float32.
+30 random skips). ``"auto"`` picks bf16 where the CPU computes it natively, else float32. Only a study
+whose test accuracies illustrate a spread of tens of points, Figure 1, may ask for bf16 test evaluations
+too (``report_precision``); the Pareto front's test accuracies, which the runtime's accuracy floor
+reads, are always float32.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class ConfigEvaluator:
     def __init__(self, model: nn.Module, data: DatasetSplits, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH,
                  prefix_sharing: bool = True, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
                  memory_format: torch.memory_format = DEFAULT_MEMORY_FORMAT,
-                 selection_precision: str = "fp32") -> None:
+                 selection_precision: str = "fp32", report_precision: str = "fp32") -> None:
         gated = model if isinstance(model, GatedModel) else GatedModel(model)
         # Gated first, so that the rewrites keep the gates (and the names the engine hooks) as they are.
         self.gated = prepare_for_evaluation(gated).to(device, memory_format=memory_format)
@@ -89,9 +92,10 @@ class ConfigEvaluator:
         self.batch_size = batch_size
         self.memory_format = memory_format
         self.selection_precision = resolve_precision(selection_precision, device)
-        # Per precision: the network copy and its engine (None: one mask at a time). Test is always float32.
+        self.report_precision = resolve_precision(report_precision, device)
+        # Per precision in use: the network copy and its engine (None: one mask at a time).
         nets = {"fp32": self.gated}
-        if self.selection_precision == "bf16":
+        if "bf16" in (self.selection_precision, self.report_precision):
             nets["bf16"] = copy.deepcopy(self.gated).to(torch.bfloat16)
         self._backends = {p: _Backend(net, _DTYPES[p], PrefixSharingEngine(
             net, memory_budget_bytes=memory_budget_bytes, memory_format=memory_format, dtype=_DTYPES[p])
@@ -99,7 +103,7 @@ class ConfigEvaluator:
         self._cache: dict[tuple[str, tuple[int, ...]], Evaluation] = {}
 
     def _backend(self, split: str) -> _Backend:
-        return self._backends["fp32" if split == "test" else self.selection_precision]
+        return self._backends[self.report_precision if split == "test" else self.selection_precision]
 
     @property
     def num_blocks(self) -> int:

@@ -33,7 +33,8 @@ class DataOptions:
     limit: int | None = None
     device: str = "cpu"
     memory_mb: int = DEFAULT_MEMORY_BUDGET >> 20  # activations the design-time engine may keep
-    selection_precision: str = "fp32"  # of the validation (selection) evaluations; test is always fp32
+    selection_precision: str = "fp32"  # of the validation (selection) evaluations
+    report_precision: str = "fp32"  # of the test evaluations: float32 but for Figure 1's --precision
 
 
 @dataclass
@@ -55,7 +56,8 @@ def open_session(checkpoint_path: str | Path, options: DataOptions) -> Session:
     data.normalization = ck.normalization  # evaluate exactly as trained
     return Session(ck, data, ConfigEvaluator(ck.build_model(), data, device=options.device,
                                              memory_budget_bytes=options.memory_mb << 20,
-                                             selection_precision=options.selection_precision))
+                                             selection_precision=options.selection_precision,
+                                             report_precision=options.report_precision))
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, options: DataOptions,
@@ -133,7 +135,7 @@ def figure1(checkpoints: dict[str, str | Path], out: str | Path, options: DataOp
                        "checkpoint": str(path), "mean_accuracy_loss": fig1.mean_accuracy_loss(curve),
                        "curve": curve})
     doc = {"schema": fig1.SCHEMA, "split": "test", "n_samples": n_samples, "draws": draws, "seed": seed,
-           "models": models}
+           "precision": s.evaluator.report_precision, "models": models}
     write_json(out, doc)
     plot_figure1(doc, Path(out).with_suffix(".png"))
     return doc

@@ -40,7 +40,8 @@ def markdown(doc: dict[str, Any]) -> str:
     n = comparison_n(skippable)
     configs = sum(p["distinct"] for m in doc["models"] for p in m["curve"])
     lines = [f"# Figure 1: {doc['models'][0]['model']}, {doc['draws']} random configurations per N "
-             f"({configs} distinct in all), {doc['split']} split ({doc['n_samples']} images)", "",
+             f"({configs} distinct in all), {doc['split']} split ({doc['n_samples']} images, "
+             f"{doc.get('precision', 'fp32')})", "",
              "| N skipped | " + " | ".join(f"{m['label']} mean (min-max)" for m in doc["models"]) + " |",
              "| --- | " + " | ".join("---" for _ in doc["models"]) + " |"]
     for k in range(skippable + 1):

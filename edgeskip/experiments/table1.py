@@ -6,7 +6,8 @@ Three bundles of one model serve the same arrivals and images:
 * **Original**: the standard-trained network compiled at full depth (``compile --full-depth-only``),
   static policy;
 * **SkipNet**: the self-gated bundle (its gates decide per input), static policy (one operating point);
-* **Ours**: the stochastic-depth network's Pareto bundle under Algorithm 1 with the runtime's defaults.
+* **Ours**: the stochastic-depth network's Pareto bundle under Algorithm 1 with the runtime's defaults,
+  or with ``ours_settings`` (e.g. ``min_acc``, Algorithm 1's accuracy floor, line 1).
 
 Each load regime of ``bench --sweep`` (period = factor x the Original's measured service time, read
 again before each regime because a shared machine drifts; the phased and burst workloads) runs every
@@ -69,7 +70,8 @@ def open_drivers(bundles: dict[str, Path], path: str) -> Iterator[dict[str, Driv
 
 
 def run_path(drivers: dict[str, Driver], path: str, regimes: dict[str, tuple[str, float]], *, requests: int,
-             repeats: int, seed: int, data_dir: str | None, progress: bool) -> dict[str, Any]:
+             repeats: int, seed: int, data_dir: str | None, progress: bool,
+             ours_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     original = drivers["Original"]
     opts = BenchOptions(requests=requests, seed=seed, progress=progress)
     inputs = load_inputs(original.dataset, requests, seed, data_dir)
@@ -83,6 +85,8 @@ def run_path(drivers: dict[str, Driver], path: str, regimes: dict[str, tuple[str
             for name in order:
                 label = f"{path} {regime}: {name} ({rep + 1}/{repeats})"
                 policy, overrides = SYSTEMS[name]  # loaded afresh: every run starts from the policy's initial state
+                if name == "Ours":
+                    overrides = {**overrides, **(ours_settings or {})}
                 reps[name].append(run_once(drivers[name], policy, overrides, offsets, inputs, opts, sla_ms=None,
                                            budget_ms=None, priorities=None, label=label))
         pooled = {name: pool_runs(runs, None, keep_timeline=False) for name, runs in reps.items()}
@@ -100,8 +104,12 @@ def run_path(drivers: dict[str, Driver], path: str, regimes: dict[str, tuple[str
 
 def table1(ours: str | Path, original: str | Path, skipnet: str | Path, out: str | Path, *,
            paths: Sequence[str] = PATHS, regimes: Sequence[str] | None = None, requests: int = 200,
-           repeats: int = 3, seed: int = 0, data_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run every system over every regime on every path; write ``out/table1.{json,md,png}``."""
+           repeats: int = 3, seed: int = 0, data_dir: str | None = None, progress: bool = True,
+           ours_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run every system over every regime on every path; write ``out/table1.{json,md,png}``.
+
+    ``ours_settings``: policy settings for Ours' Algorithm 1 over the runtime's defaults (``min_acc``).
+    """
     opened = open_systems(ours, original, skipnet)
     bundles = {role: b.path for role, b in opened.items()}
     unknown = set(paths) - set(PATHS)
@@ -115,13 +123,14 @@ def table1(ours: str | Path, original: str | Path, skipnet: str | Path, out: str
     manifest = opened["Ours"].manifest
     doc: dict[str, Any] = {"schema": SCHEMA, "model": manifest.model, "dataset": manifest.dataset,
                            "bundles": {k: str(v) for k, v in bundles.items()}, "requests_per_run": requests,
-                           "repeats": repeats, "seed": seed, "paper": {d: t.get(manifest.model)
+                           "repeats": repeats, "seed": seed, "ours_settings": dict(ours_settings or {}),
+                           "paper": {d: t.get(manifest.model)
                                                                        for d, t in paper.TABLE1.items()},
                            "paths": {}}
     for path in paths:
         with open_drivers(bundles, path) as drivers:
             doc["paths"][path] = run_path(drivers, path, chosen, requests=requests, repeats=repeats, seed=seed,
-                                          data_dir=data_dir, progress=progress)
+                                          data_dir=data_dir, progress=progress, ours_settings=ours_settings)
     doc["best"] = best_regime(doc)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +155,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Table I: {doc['model']} on {doc['dataset']}",
              "",
              f"{doc['requests_per_run']} requests per run, {doc['repeats']} repeats per system and regime "
-             f"(pooled), seed {doc['seed']}. Ratios against Original; accuracy change in points.",
+             f"(pooled), seed {doc['seed']}. Ratios against Original; accuracy change in points. Ours: Algorithm 1 "
+             + (f"with {doc['ours_settings']}." if doc.get("ours_settings") else "with the runtime's defaults."),
              "", "| path | regime | period ms | acc SkipNet | acc Ours | proc. inf. SkipNet | proc. inf. Ours | "
              "inf/W SkipNet | inf/W Ours | mean skipped Ours |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -73,10 +73,28 @@ def dominates(a: ConfigPoint, b: ConfigPoint) -> bool:
             and (a.val_accuracy > b.val_accuracy or a.latency_ms < b.latency_ms))
 
 
-def pareto_filter(points: Sequence[ConfigPoint]) -> list[ConfigPoint]:
-    """The non-dominated points, sorted by (n_skipped, latency). Duplicates of a point keep one copy."""
+def latency_spread_ms(p: ConfigPoint) -> float:
+    """How far ``p``'s latency moves between calls: its p90 minus its median, 0 when it was not measured."""
+    p90 = p.extra.get("latency_p90_ms")
+    return max(0.0, float(p90) - p.latency_ms) if p90 is not None else 0.0
+
+
+def pareto_filter(points: Sequence[ConfigPoint], *, within_spread: bool = False) -> list[ConfigPoint]:
+    """The non-dominated points, sorted by (n_skipped, latency). Duplicates of a point keep one copy.
+
+    ``within_spread``: a point is dropped only when one at least as accurate is faster by more than
+    the larger of the two latency spreads (:func:`latency_spread_ms`). Neighbouring configurations of a
+    nested front differ by one block, often less than a noisy machine's spread; an exact filter on
+    single medians then drops real operating points at random.
+    """
+    if within_spread:
+        kept = [p for p in points
+                if not any(q.val_accuracy >= p.val_accuracy
+                           and p.latency_ms - q.latency_ms > max(latency_spread_ms(p), latency_spread_ms(q))
+                           for q in points)]
+        return sorted(kept, key=lambda p: (p.n_skipped, p.latency_ms))
     ordered = sorted(points, key=lambda p: (p.latency_ms, -p.val_accuracy, p.n_skipped))
-    kept: list[ConfigPoint] = []
+    kept = []
     best_acc = float("-inf")
     for p in ordered:  # sweep by latency: a point survives iff it beats every faster point's accuracy
         if p.val_accuracy > best_acc:

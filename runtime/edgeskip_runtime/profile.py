@@ -4,7 +4,8 @@
 Each configuration of the bundle's ``pareto.json`` is timed at batch 1 after warm-up,
 round-robin so that drift hits all configurations alike. The median, p90 and p99 replace the
 design-time figures, ``latency_source`` says where they come from, the front is re-filtered
-on the measured latency, and the manifest's checksum of ``pareto.json`` is updated. Both
+on the measured latency (a configuration goes only when a more accurate one is faster by more
+than the measurements' spread), and the manifest's checksum of ``pareto.json`` is updated. Both
 files are replaced atomically, so an interrupted profile leaves the old, consistent bundle.
 """
 
@@ -60,7 +61,7 @@ def profile_bundle(path: str | Path, *, driver: str = "local-sync", pin: bool = 
         measured.append(ConfigPoint(c.mask, c.val_accuracy, s.median_ms, c.macs, c.test_accuracy, source, extra))
     kept = measured
     if refilter:
-        on_front = pareto_filter(measured)
+        on_front = pareto_filter(measured, within_spread=True)
         for p in measured:
             p.extra["pareto_optimal"] = any(p is k for k in on_front)
         kept = on_front if on_front[0].n_skipped == 0 else [measured[0], *on_front]

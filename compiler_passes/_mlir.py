@@ -3,7 +3,7 @@ function and the cfg values, walk operations and data flow."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from iree.compiler import ir
 
@@ -60,11 +60,13 @@ def parent_op(op: ir.Operation) -> ir.Operation:
     return op.parent.operation if hasattr(op.parent, "operation") else op.parent
 
 
-def forward_slice(func: ir.Operation, seeds: list[ir.Value]) -> tuple[list[ir.Value], list[ir.Operation]]:
+def forward_slice(func: ir.Operation, seeds: list[ir.Value],
+                  stop: Callable[[ir.Operation], bool] | None = None) -> tuple[list[ir.Value], list[ir.Operation]]:
     """Values computed from ``seeds``, and the scf.if ops whose condition is one of them.
 
     An scf.if condition is control, not data: the if's results are not tainted through it. A
     value yielded from a region (linalg.yield, scf.yield) taints the results of the region's op.
+    The results of an op for which ``stop`` is true are not tainted either.
     """
     seen: set[ir.Value] = set()
     tainted: list[ir.Value] = []
@@ -81,10 +83,35 @@ def forward_slice(func: ir.Operation, seeds: list[ir.Value]) -> tuple[list[ir.Va
             if owner.name == "scf.if" and use.operand_number == 0:
                 conditions.append(owner)
                 continue
+            if stop is not None and stop(owner):
+                continue
             stack.extend(owner.results)
             if owner.name in _YIELDS:  # a yielded value reaches the results of the op owning the region
                 stack.extend(parent_op(owner).results)
     return tainted, conditions
+
+
+def image_values(func: ir.Operation) -> list[ir.Value]:
+    """The image argument (the entry function's first) and the tensors imported from it."""
+    arg = func.regions[0].blocks[0].arguments[0]
+    return [arg, *(r for use in arg.uses if use.owner.operation.name == "hal.tensor.import"
+                   for r in use.owner.operation.results)]
+
+
+# The body of an elementwise select (torch.where), as linalg.generic writes it: choose, convert the flag, yield.
+_SELECT_BODY = {"arith.select", "arith.extui", "arith.trunci", "arith.cmpi", "linalg.yield"}
+
+
+def is_parameter_select(op: ir.Operation, image_dependent: set[ir.Value]) -> bool:
+    """An elementwise select between values that do not depend on the image: a choice of *parameters* by cfg
+    (the skip-aware batch norm of a Gated Depth network picks its folded set), not of activations."""
+    if op.name == "linalg.generic":
+        body = {o.name for o in walk(op) if o is not op}
+        if "arith.select" not in body or not body <= _SELECT_BODY:
+            return False
+    elif op.name != "arith.select":
+        return False
+    return not any(is_float(v.type) and v in image_dependent for v in op.operands)
 
 
 def is_gate(op: ir.Operation) -> bool:

@@ -5,7 +5,10 @@ canonicalisation turned a gate into ``select(cfg[k], block(x), x)`` or a multipl
 ``cfg[k]``, the model would still be correct but would run every block on every call. This
 check runs on the module at the ``input`` phase and requires: exactly B_s ``scf.if`` ops, each
 conditioned on a value computed from cfg, and no floating-point value computed from cfg
-(which is what a select or multiply on activations would need).
+(which is what a select or multiply on activations would need). One use of cfg in data is allowed:
+a select between image-independent values, i.e. a choice of parameters (the skip-aware batch norm of a
+Gated Depth network, :mod:`edgeskip.models.gated_depth`); what it chooses feeds activations, but no
+block is computed on a skipped path because of it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from typing import Any
 from iree.compiler import ir
 
 from . import CompilerPass, PassContext, PassError, register_pass
-from ._mlir import cfg_values, defining_op, entry_function, forward_slice, gate_ifs, is_float
+from ._mlir import (
+    cfg_values,
+    defining_op,
+    entry_function,
+    forward_slice,
+    gate_ifs,
+    image_values,
+    is_float,
+    is_parameter_select,
+)
 
 
 @register_pass
@@ -27,7 +39,9 @@ class VerifyGatesMlir(CompilerPass):
     def run(self, module: ir.Module, ctx: PassContext) -> dict[str, Any]:
         func = entry_function(module, ctx)
         ifs = gate_ifs(func)
-        tainted, conditioned = forward_slice(func, cfg_values(func, ctx))
+        image_dependent = set(forward_slice(func, image_values(func))[0])
+        tainted, conditioned = forward_slice(func, cfg_values(func, ctx),
+                                             stop=lambda op: is_parameter_select(op, image_dependent))
         flattened = sorted({op.name for v in tainted if is_float(v.type) and (op := defining_op(v)) is not None})
         problems = []
         if len(ifs) != ctx.num_gates:

@@ -21,7 +21,8 @@ from edgeskip.cli.common import (
 @click.option("--model", default="resnet20", show_default=True, help="Registered model (see `edgeskip list`).")
 @click.option("--dataset", default="fashion-mnist", show_default=True, help="Registered dataset.")
 @click.option("--recipe", default="stochastic-depth", show_default=True,
-              help="standard, stochastic-depth, or skipnet (the baseline, trained from a standard checkpoint --from).")
+              help="standard, stochastic-depth, gated-depth (base and gated sub-paths per stage, seed 003), or skipnet "
+                   "(the baseline, trained from a standard checkpoint --from).")
 @click.option("--from", "init", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="skipnet: the standard checkpoint it starts from.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
@@ -39,6 +40,17 @@ from edgeskip.cli.common import (
               help="Linear learning-rate warm-up over this many epochs (deep nets such as resnet110 need about 1).")
 @click.option("--p-last", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Survival probability p_L of the last block (stochastic depth).")
+@click.option("--gd-p-min", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="gated-depth: the lowest probability that a stage's gated sub-path runs.")
+@click.option("--gd-p-max", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+              help="gated-depth: the highest such probability.")
+@click.option("--gd-schedule", type=click.Choice(["stage", "time", "both"]), default="stage", show_default=True,
+              help="gated-depth: p_s falls from p_max to p_min over the stages (stage), over training (time), or "
+                   "each stage from p_max to its stage value over training (both).")
+@click.option("--distill-every", type=click.IntRange(min=1), default=10, show_default=True,
+              help="gated-depth: every k-th mini-batch is a self-distillation step (full network teaches the base).")
+@click.option("--distill-alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="gated-depth: weight of the base network's cross-entropy against its KL to the full network.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: mixed precision (bfloat16 autocast for the forward pass and loss, float32 weights); about "
                    "1.6-1.9x faster training on CPUs with AMX, and on recent GPUs.")

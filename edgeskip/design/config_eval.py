@@ -97,6 +97,8 @@ class ConfigEvaluator:
         nets = {"fp32": self.gated}
         if "bf16" in (self.selection_precision, self.report_precision):
             nets["bf16"] = copy.deepcopy(self.gated).to(torch.bfloat16)
+        # Gate followers (skip-aware batch norm) make a prefix depend on later gates: one mask at a time.
+        prefix_sharing = prefix_sharing and not self.gated.gate_followers
         self._backends = {p: _Backend(net, _DTYPES[p], PrefixSharingEngine(
             net, memory_budget_bytes=memory_budget_bytes, memory_format=memory_format, dtype=_DTYPES[p])
             if prefix_sharing else None) for p, net in nets.items()}

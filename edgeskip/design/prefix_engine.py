@@ -50,6 +50,10 @@ class PrefixSharingEngine:
     def __init__(self, gated: GatedModel, *, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
                  memory_format: torch.memory_format = torch.contiguous_format,
                  dtype: torch.dtype = torch.float32) -> None:
+        if gated.gate_followers:  # what runs before gate i would depend on cfg[i]: prefixes are not shared
+            raise PrefixSharingUnsupported(
+                f"{type(gated.model).__name__}: {gated.gate_followers[0]} reads the bit of a later gate, so masks "
+                "that share a prefix do not share its activations; its masks are evaluated one by one")
         self.gated = gated.eval()
         self.dtype = dtype  # the images are cast to the network's dtype; the logits are scored in float32
         self.num_gates = gated.num_gates

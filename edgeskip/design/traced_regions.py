@@ -3,6 +3,8 @@
 Batch-norm folding and convolution fusion both rewrite the data flow of a trained network that
 sensitivity and the Pareto search evaluate many times. A skip gate's branch depends on the cfg, so
 ``torch.fx`` traces around the gates (each gate is a leaf) and each gated block is traced on its own;
+a gate follower (a module outside the block that reads the gate's bit, :class:`GateFollower`) is a leaf
+too and is left as it is;
 a module that does not trace (data-dependent control flow, a cfg check) is searched child by child.
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import fx, nn
 
-from edgeskip.gating.gates import SkipGate
+from edgeskip.gating.gates import GateFollower, SkipGate
 
 # Rewrites one traced module; returns the module to use in its place (itself, when rewritten in place) and how
 # many rewrites it made.
@@ -31,10 +33,10 @@ def module_call_counts(graph: fx.Graph) -> dict[str, int]:
 
 
 class GatesAsLeaves(fx.Tracer):
-    """Traces around skip gates; the gated blocks are rewritten on their own."""
+    """Traces around skip gates and their followers; the gated blocks are rewritten on their own."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, SkipGate) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, (SkipGate, GateFollower)) or super().is_leaf_module(m, module_qualified_name)
 
 
 def _rewrite(module: nn.Module, rewrite: Rewrite) -> tuple[nn.Module, int]:

@@ -1,6 +1,6 @@
 """Weightless skip gates and the skip-configuration array (Korol et al., Sec. II-A.2)."""
 
-from edgeskip.gating.gates import GatedModel, SkipGate
+from edgeskip.gating.gates import GatedModel, GateFollower, SkipGate
 from edgeskip.gating.skip_config import SkipConfig, SkipConfigError, check_cfg_tensor
 
-__all__ = ["GatedModel", "SkipConfig", "SkipConfigError", "SkipGate", "check_cfg_tensor"]
+__all__ = ["GateFollower", "GatedModel", "SkipConfig", "SkipConfigError", "SkipGate", "check_cfg_tensor"]

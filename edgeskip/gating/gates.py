@@ -8,6 +8,11 @@ parameters and switching costs nothing.
 In eager mode a gate is a Python ``if`` (the skipped block is not computed). While being
 exported (``torch.compiler.is_exporting()``) it is ``torch.cond``, which becomes one ONNX
 ``If`` per gate and later one ``scf.if`` in IREE: a branch not taken, not a multiply by zero.
+
+A :class:`GateFollower` is a module *outside* a gated block whose computation also depends on that
+gate's bit, such as the skip-aware batch norm of a Gated Depth network's base sub-path
+(:mod:`edgeskip.models.gated_depth`). ``GatedModel`` binds each follower to its gate's cfg entry, so
+the gate and its followers always read the same bit.
 """
 
 from __future__ import annotations
@@ -48,6 +53,32 @@ class SkipGate(nn.Module):
         return f"index={self.index}"
 
 
+class GateFollower(nn.Module):
+    """A module that depends on the bit of the gate in front of block ``follows`` (a qualified name).
+
+    Outside ``GatedModel.forward`` (training, a plain forward) :meth:`gate_bit` is None and the module
+    decides from its own state.
+    """
+
+    follows: str
+
+    def __init__(self, follows: str) -> None:
+        super().__init__()
+        self.follows = follows
+        self._bound: tuple[_GateInputs, int] | None = None
+
+    def bind_gate(self, inputs: _GateInputs, index: int) -> None:
+        self._bound = (inputs, index)
+
+    def gate_bit(self) -> torch.Tensor | None:
+        """The bound gate's cfg entry during ``GatedModel.forward``, else None."""
+        if self._bound is None or self._bound[0].cfg is None:
+            return None
+        inputs, index = self._bound
+        assert inputs.cfg is not None
+        return inputs.cfg[index]
+
+
 class GatedModel(nn.Module):
     """The gCNN: ``forward(image, cfg)`` with one gate per skippable block.
 
@@ -62,6 +93,13 @@ class GatedModel(nn.Module):
         self.block_names = [b.name for b in blocks]
         for i, b in enumerate(blocks):
             replace_module(model, b.name, SkipGate(b.module, i, self._inputs))
+        self.gate_followers: list[str] = []
+        for name, m in model.named_modules():
+            if isinstance(m, GateFollower):
+                if m.follows not in self.block_names:
+                    raise ValueError(f"{name} follows {m.follows!r}, which is not a skippable block")
+                m.bind_gate(self._inputs, self.block_names.index(m.follows))
+                self.gate_followers.append(name)
         self.model = model
 
     @property

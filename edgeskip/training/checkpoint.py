@@ -53,11 +53,9 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The trained network in eval mode, with its weights loaded."""
-        model = create_model(self.model, **self.model_args)
-        if self.recipe == "skipnet":  # SkipNet's gates are part of the network (edgeskip.baselines.skipnet)
-            from edgeskip.baselines.skipnet import SkipNet
+        from edgeskip.training.recipes import trained_architecture
 
-            model = SkipNet(model, self.train_config.get("gate_type"))
+        model = trained_architecture(self.recipe, create_model(self.model, **self.model_args), self.train_config)
         model.load_state_dict(self.state_dict)
         return model.eval()
 

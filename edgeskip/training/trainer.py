@@ -24,8 +24,9 @@ from edgeskip.data.base import iterate_batches
 from edgeskip.models import create_model
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
+from edgeskip.training.gated_depth import GatedDepthOptions
 from edgeskip.training.loop import EpochStats, check_precision, mixed_precision, sgd_step
-from edgeskip.training.recipes import RECIPES, RecipeOptions
+from edgeskip.training.recipes import RECIPES, RecipeOptions, cross_entropy, trained_architecture
 from edgeskip.training.schedules import SCHEDULES
 from edgeskip.training.stochastic_depth import remove_stochastic_depth
 
@@ -53,9 +54,21 @@ class TrainConfig:
     # and answered with a warm-up at lr 0.01; SkipNet warms its 110-layer nets up too.
     warmup_epochs: float = 0.0
     precision: str = "fp32"  # or "bf16": mixed-precision forward and loss (edgeskip.training.loop)
+    # gated-depth (edgeskip.training.gated_depth): gating probabilities, their schedule, self-distillation
+    gd_p_min: float = 0.5
+    gd_p_max: float = 0.9
+    gd_schedule: str = "stage"
+    distill_every: int = 10
+    distill_alpha: float = 0.5
+
+    def gated_depth_options(self) -> GatedDepthOptions:
+        return GatedDepthOptions(p_min=self.gd_p_min, p_max=self.gd_p_max, schedule=self.gd_schedule,
+                                 distill_every=self.distill_every, distill_alpha=self.distill_alpha)
 
     def validate(self) -> None:
         check_precision(self.precision)
+        if self.recipe == "gated-depth":
+            self.gated_depth_options().validate()
         RECIPES.get(self.recipe)
         SCHEDULES.get(self.schedule)
         if self.epochs < 1:
@@ -73,7 +86,8 @@ def metrics_log_path(out: Path) -> Path:
 
 
 def _compatible(resumed: Checkpoint, config: TrainConfig) -> None:
-    for key in ("model", "dataset", "recipe", "seed", "batch_size", "schedule", "lr", "warmup_epochs"):
+    for key in ("model", "dataset", "recipe", "seed", "batch_size", "schedule", "lr", "warmup_epochs", "gd_p_min",
+                "gd_p_max", "gd_schedule", "distill_every", "distill_alpha"):
         old = resumed.train_config.get(key, getattr(TrainConfig, key, None))  # keys added later: their default
         if old != getattr(config, key):
             raise UsageError(f"cannot resume: checkpoint was trained with {key}={old!r}, now {getattr(config, key)!r}")
@@ -92,15 +106,18 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                         limit=config.limit)
     model_args = {"in_channels": data.in_channels, "num_classes": data.num_classes}
     torch.manual_seed(config.seed)
-    model = create_model(config.model, **model_args)
+    # The recipe's architecture first (gated-depth splits the stages), so that a resumed state dict fits.
+    model = trained_architecture(config.recipe, create_model(config.model, **model_args), asdict(config))
 
     resumed = load_checkpoint(out) if resume and out.exists() else None
     if resumed is not None:
         _compatible(resumed, config)
         model.load_state_dict(resumed.state_dict)
     generator = torch.Generator().manual_seed(config.seed)  # data order and augmentation
-    drop_generator = torch.Generator().manual_seed(config.seed + 1)  # stochastic-depth draws
-    RECIPES.get(config.recipe)(model, RecipeOptions(p_last=config.p_last), drop_generator)
+    drop_generator = torch.Generator().manual_seed(config.seed + 1)  # stochastic-depth / gating draws
+    objective = RECIPES.get(config.recipe)(
+        model, RecipeOptions(p_last=config.p_last, gated_depth=config.gated_depth_options()), drop_generator
+    ) or cross_entropy
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
 
@@ -142,8 +159,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
                 lr = config.lr * schedule(done / total_steps) * warmup(done)
                 x = x.contiguous(memory_format=memory_format)
                 with mixed_precision(device, config.precision):
-                    logits = model(x)
-                    loss = nn.functional.cross_entropy(logits, y)
+                    loss, logits = objective(model, x, y, done, done / total_steps)
                 sgd_step(optimizer, loss, lr)
                 stats.add(loss, logits, y)
                 bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {stats.loss:.3f} "

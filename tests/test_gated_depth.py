@@ -3,6 +3,7 @@ and a gated-depth checkpoint through training, loading, design-time evaluation a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,41 @@ def test_a_gated_depth_bundle_compiles_and_every_configuration_equals_eager(gd_c
         want = gated(torch.from_numpy(x), torch.tensor(m)).detach().numpy()
         got = np.asarray(compiled.infer_raw(x, compiled.check_cfg(list(m)))).reshape(want.shape)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4, err_msg=f"configuration {m}")
+
+
+def test_recipes_are_compared_on_one_report(gd_checkpoint: Path, synthetic_checkpoint: Path,
+                                            standard_checkpoint: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgeskip.cli import main
+    from edgeskip.design.workflow import DataOptions, pareto, sensitivity
+
+    opts = DataOptions(limit=64)
+    paths = {"standard": standard_checkpoint, "stochastic-depth": synthetic_checkpoint, "gated-depth": gd_checkpoint}
+    fronts = {}
+    for label, ck in paths.items():
+        sensitivity(ck, tmp_path / f"{label}-s.json", opts, progress=False)
+        pareto(ck, tmp_path / f"{label}-s.json", tmp_path / label / "pareto.json", opts, repeats=3, plots=False,
+               progress=False)
+        fronts[label] = tmp_path / label / "pareto.json"
+    args = ["experiment", "recipes", "--limit", "64", "--samples", "5", "--out", str(tmp_path / "report")]
+    for label in paths:
+        args += ["--checkpoint", f"{label}={paths[label]}", "--front", f"{label}={fronts[label]}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "report" / "recipes.json").read_text())
+    gd, sd = doc["systems"]["gated-depth"], doc["systems"]["stochastic-depth"]
+    assert gd["configurations"]["count"] == 8 and gd["configurations"]["exhaustive"]
+    assert sd["configurations"]["count"] == 64 and sd["skippable_units"] == 6
+    for s in doc["systems"].values():
+        c = s["configurations"]
+        assert c["min"] <= c["mean"] <= c["max"] and s["hypervolume"] >= 0
+        at = s["accuracy_at_macs"]
+        assert at["1.0"] == max(p["test_accuracy"] for p in s["front"])  # the whole front fits the full budget
+        got = [at[k] for k in sorted(at) if at[k] is not None]
+        assert got == sorted(got)  # a larger budget never does worse
+    md = (tmp_path / "report" / "recipes.md").read_text()
+    assert "| gated-depth | gated-depth |" in md and (tmp_path / "report" / "recipes.png").stat().st_size > 10_000
+    bad = CliRunner().invoke(main, ["experiment", "recipes", "--checkpoint", f"gd={gd_checkpoint}", "--front",
+                                    f"sd={fronts['stochastic-depth']}", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "every system needs a checkpoint and a front" in bad.output

@@ -15,7 +15,7 @@ _bundle = click.Path(exists=True, file_okay=False, path_type=Path)
 
 @main.group(cls=EdgeskipGroup)
 def experiment() -> None:
-    """Reproduce the paper's evaluation: figure1, figure6, table1.
+    """Reproduce the paper's evaluation: figure1, figure6, table1; and compare training recipes (recipes).
 
     Typical inputs, for one model: the stochastic-depth and standard checkpoints (figure1); the Ours
     bundle (`edgeskip compile --pareto`, profiled), the Original bundle (the standard checkpoint,
@@ -107,3 +107,43 @@ def table1_command(ours: Path, original: Path, skipnet: Path, paths: tuple[str, 
         click.echo(f"best for Ours: {b['path']} {b['regime']}: {b['processed_inferences_x']:.2f}x processed at "
                    f"{b['accuracy_change_points']:+.2f} points")
     click.echo(f"wrote {out}/table1.json, table1.md, table1.png")
+
+
+def _labelled(items: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise click.BadParameter(f"{item!r}: give LABEL=PATH", param_hint=what)
+        if not Path(path).exists():
+            raise click.BadParameter(f"{path} does not exist", param_hint=what)
+        out[label] = path
+    return out
+
+
+@experiment.command("recipes")
+@click.option("--checkpoint", "checkpoints", multiple=True, required=True, metavar="LABEL=PATH",
+              help="A system's checkpoint (repeatable), e.g. gated-depth=runs/gd/model.pt.")
+@click.option("--front", "fronts", multiple=True, required=True, metavar="LABEL=PATH",
+              help="The same system's profiled bundle folder, or a pareto.json (repeatable).")
+@click.option("--samples", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Configurations drawn per system where there are more than 4096.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for recipes.json, recipes.png and recipes.md.")
+@memory_option
+@data_options
+def recipes_command(checkpoints: tuple[str, ...], fronts: tuple[str, ...], samples: int, seed: int, out: Path,
+                    threads, data_dir, limit, device, memory_mb: int) -> None:
+    """Compare training recipes of one network: full-depth accuracy, accuracy over the configurations,
+    Pareto fronts with hypervolume, accuracy at matched MACs."""
+    from edgeskip.experiments.recipes import compare_recipes
+
+    set_threads(threads)
+    doc = compare_recipes(_labelled(checkpoints, "--checkpoint"), _labelled(fronts, "--front"), out,
+                          design_data_options(data_dir, limit, device, memory_mb), samples=samples, seed=seed)
+    for label, s in doc["systems"].items():
+        c = s["configurations"]
+        click.echo(f"{label}: full depth {100 * s['full_depth_test_accuracy']:.2f} %, {c['count']} configurations "
+                   f"{100 * c['mean']:.2f} +- {100 * c['std']:.2f} %, hypervolume {s['hypervolume']:.4f}")
+    click.echo(f"wrote {out}/recipes.json, recipes.png, recipes.md")

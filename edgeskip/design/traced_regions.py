@@ -16,7 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import fx, nn
 
-from edgeskip.gating.gates import GateFollower, SkipGate
+from edgeskip.gating.gates import SkipGate
+from edgeskip.models.protocol import GateFollower
 
 # Rewrites one traced module; returns the module to use in its place (itself, when rewritten in place) and how
 # many rewrites it made.

@@ -9,10 +9,10 @@ In eager mode a gate is a Python ``if`` (the skipped block is not computed). Whi
 exported (``torch.compiler.is_exporting()``) it is ``torch.cond``, which becomes one ONNX
 ``If`` per gate and later one ``scf.if`` in IREE: a branch not taken, not a multiply by zero.
 
-A :class:`GateFollower` is a module *outside* a gated block whose computation also depends on that
-gate's bit, such as the skip-aware batch norm of a Gated Depth network's base sub-path
-(:mod:`edgeskip.models.gated_depth`). ``GatedModel`` binds each follower to its gate's cfg entry, so
-the gate and its followers always read the same bit.
+A gate follower (:class:`edgeskip.models.protocol.GateFollower`) is a module *outside* a gated block
+whose computation also depends on that gate's bit, such as the skip-aware batch norm of a Gated Depth
+network's base sub-path (:mod:`edgeskip.models.gated_depth`). ``GatedModel`` binds each follower to its
+gate's cfg entry, so the gate and its followers always read the same bit.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edgeskip.gating.skip_config import check_cfg_tensor
-from edgeskip.models.protocol import replace_module, skippable_blocks
+from edgeskip.models.protocol import GateFollower, replace_module, skippable_blocks
 
 
 class _GateInputs:
@@ -51,32 +51,6 @@ class SkipGate(nn.Module):
 
     def extra_repr(self) -> str:
         return f"index={self.index}"
-
-
-class GateFollower(nn.Module):
-    """A module that depends on the bit of the gate in front of block ``follows`` (a qualified name).
-
-    Outside ``GatedModel.forward`` (training, a plain forward) :meth:`gate_bit` is None and the module
-    decides from its own state.
-    """
-
-    follows: str
-
-    def __init__(self, follows: str) -> None:
-        super().__init__()
-        self.follows = follows
-        self._bound: tuple[_GateInputs, int] | None = None
-
-    def bind_gate(self, inputs: _GateInputs, index: int) -> None:
-        self._bound = (inputs, index)
-
-    def gate_bit(self) -> torch.Tensor | None:
-        """The bound gate's cfg entry during ``GatedModel.forward``, else None."""
-        if self._bound is None or self._bound[0].cfg is None:
-            return None
-        inputs, index = self._bound
-        assert inputs.cfg is not None
-        return inputs.cfg[index]
 
 
 class GatedModel(nn.Module):

@@ -31,8 +31,7 @@ import math
 import torch
 from torch import nn
 
-from edgeskip.gating.gates import GateFollower
-from edgeskip.models.protocol import ProtocolError
+from edgeskip.models.protocol import GateFollower, ProtocolError
 
 
 class StageSwitch:

@@ -9,6 +9,10 @@ A network takes part in edgeskip through one of two documented protocols:
    ``BasicBlock``/``Bottleneck`` layout). The first block of every stage may change the
    shape and is kept; every later block is skippable, so B_s = B - Seg.
 
+A module *outside* the skippable blocks whose computation depends on a block's gate bit (a Gated Depth
+network's skip-aware batch norm) is a :class:`GateFollower` naming that block; ``GatedModel`` binds it
+to the gate's cfg entry.
+
 A skippable block must map its input to an output of the same shape and be a residual
 block whose shortcut is the identity (``downsample`` absent or ``None``), so that skipping
 it means passing its input through. Both protocols are checked by :func:`skippable_blocks`.
@@ -17,7 +21,9 @@ it means passing its input through. Both protocols are checked by :func:`skippab
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from edgeskip_runtime.errors import EdgeskipError
 from torch import nn
 
@@ -34,6 +40,32 @@ class BlockRef:
     depth_index: int  # 1-based position l among all L residual blocks (stochastic-depth rule)
     module: nn.Module
     skippable: bool
+
+
+class GateFollower(nn.Module):
+    """A module that depends on the bit of the gate in front of block ``follows`` (a qualified name).
+
+    Outside ``GatedModel.forward`` (training, a plain forward) :meth:`gate_bit` is None and the module
+    decides from its own state.
+    """
+
+    follows: str
+
+    def __init__(self, follows: str) -> None:
+        super().__init__()
+        self.follows = follows
+        self._bound: tuple[Any, int] | None = None
+
+    def bind_gate(self, inputs: Any, index: int) -> None:
+        """``inputs.cfg`` is the cfg of the gated forward call in flight (None between calls)."""
+        self._bound = (inputs, index)
+
+    def gate_bit(self) -> torch.Tensor | None:
+        """The bound gate's cfg entry during ``GatedModel.forward``, else None."""
+        if self._bound is None or self._bound[0].cfg is None:
+            return None
+        inputs, index = self._bound
+        return inputs.cfg[index]
 
 
 def _stages(model: nn.Module) -> list[tuple[str, nn.Sequential]]:

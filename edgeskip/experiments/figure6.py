@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeskip_runtime.atomic import write_json, write_text
 from edgeskip_runtime.energy import NOMINAL_POWER, inference_energy_j
 from edgeskip_runtime.errors import UsageError
 from edgeskip_runtime.stats import time_round_robin
 
 from edgeskip.experiments import paper
+from edgeskip.experiments.report_files import write_experiment
 from edgeskip.experiments.single_point import Loaded, TestSetRun, measure_skipnet_decisions, run_test_set
 from edgeskip.experiments.systems import open_systems
 from edgeskip.plotting import plt, save_png
@@ -123,11 +123,7 @@ def figure6(ours: str | Path, original: str | Path, skipnet: str | Path, out: st
            "ours": front, "original": reference("Original", base_ms), "skipnet": skipnet_doc,
            "ours_overtakes_skipnet_at": overtakes_at(front, timing["skipnet_ms"]),
            "paper": paper.FIGURE6.get(m.model)}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "figure6.json", doc)
-    plot_figure6(doc, out / "figure6.png")
-    write_text(out / "figure6.md", markdown(doc))
+    write_experiment(out, "figure6", doc, markdown, plot_figure6)
     return doc
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from edgeskip_runtime.atomic import write_json, write_text
 from edgeskip_runtime.errors import UsageError
 from edgeskip_runtime.pareto import ConfigPoint, ParetoFront, hypervolume, pareto_filter
 
 from edgeskip.design import workflow
 from edgeskip.design.config_eval import all_masks
+from edgeskip.experiments.report_files import write_experiment
 from edgeskip.gating import SkipConfig
 from edgeskip.plotting import finish, plt, save_png
 
@@ -103,11 +103,7 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
     doc = {"schema": SCHEMA, "model": models.pop()[0], "dataset": next(iter(loaded.values())).dataset,
            "split": "test", "n_samples": len(s.data.test), "samples": samples, "seed": seed,
            "hypervolume_reference": {"val_accuracy": ref_acc, "latency_ms": ref_lat}, "systems": systems}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "recipes.json", doc)
-    write_text(out / "recipes.md", markdown(doc))
-    plot_recipes(doc, out / "recipes.png")
+    write_experiment(out, "recipes", doc, markdown, plot_recipes)
     return doc
 
 

@@ -25,7 +25,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeskip_runtime.atomic import write_json, write_text
 from edgeskip_runtime.errors import UsageError
 
 from edgeskip.evaluation.bench import load_inputs, table1_ratios
@@ -33,6 +32,7 @@ from edgeskip.evaluation.drivers import Driver, HTTPDriver, InProcessDriver
 from edgeskip.evaluation.report import fmt_value
 from edgeskip.evaluation.runner import BenchOptions, arrivals, pool_runs, run_once, sweep_regimes
 from edgeskip.experiments import paper
+from edgeskip.experiments.report_files import write_experiment
 from edgeskip.experiments.systems import open_systems
 from edgeskip.plotting import plt, save_png
 
@@ -132,11 +132,7 @@ def table1(ours: str | Path, original: str | Path, skipnet: str | Path, out: str
             doc["paths"][path] = run_path(drivers, path, chosen, requests=requests, repeats=repeats, seed=seed,
                                           data_dir=data_dir, progress=progress, ours_settings=ours_settings)
     doc["best"] = best_regime(doc)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "table1.json", doc)
-    write_text(out / "table1.md", markdown(doc))
-    plot_table1(doc, out / "table1.png")
+    write_experiment(out, "table1", doc, markdown, plot_table1)
     return doc
 
 

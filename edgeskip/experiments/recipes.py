@@ -71,6 +71,7 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
     if samples < 1:
         raise UsageError(f"samples must be positive, got {samples}", setting="samples")
     systems: dict[str, Any] = {}
+    n_test = 0
     loaded = {label: load_front(fronts[label]) for label in checkpoints}
     models = {(f.model, f.dataset) for f in loaded.values()}
     if len(models) != 1:
@@ -79,6 +80,7 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
     ref_acc, ref_lat = min(p.val_accuracy for p in everything), max(p.latency_ms for p in everything)
     for label, path in checkpoints.items():
         s = workflow.open_session(path, options)
+        n_test = len(s.data.test)
         front = loaded[label]
         if front.skippable_blocks != s.evaluator.num_blocks:
             raise UsageError(f"{label}: the front has {front.skippable_blocks}-bit masks, the checkpoint "
@@ -101,7 +103,7 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
             "accuracy_at_macs": accuracy_at_macs(kept, full_macs),
         }
     doc = {"schema": SCHEMA, "model": models.pop()[0], "dataset": next(iter(loaded.values())).dataset,
-           "split": "test", "n_samples": len(s.data.test), "samples": samples, "seed": seed,
+           "split": "test", "n_samples": n_test, "samples": samples, "seed": seed,
            "hypervolume_reference": {"val_accuracy": ref_acc, "latency_ms": ref_lat}, "systems": systems}
     write_experiment(out, "recipes", doc, markdown, plot_recipes)
     return doc

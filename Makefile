@@ -19,6 +19,10 @@ $(STAMP): $(PY) pyproject.toml runtime/pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e './runtime[iree]'
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# The torch-mlir front end (edgeskip export --frontend torch-mlir). It needs no torch of its own, so
+	@# --no-deps keeps the pinned one; where no wheel exists for this platform, only that front end is missing.
+	$(PY) -m pip install --quiet --no-deps torch-mlir==20261001 || \
+		echo "torch-mlir: no wheel for this platform; --frontend torch-mlir is unavailable"
 	touch $(STAMP)
 
 dataset:

@@ -20,7 +20,12 @@ like with like on a noisy machine:
     configurations (what the server does), and with random configurations outside the front
     mixed in;
 (e) drivers: local-task / local-sync, with and without the ``gate-conditions-without-host-syncs``
-    pass (the pass should bring local-task down to local-sync).
+    pass (the pass should bring local-task down to local-sync);
+(f) front ends: the same gated model through the torch-mlir front end (``torch.export`` -> torch-mlir's FX
+    importer with edgeskip's ``cond`` handler -> IREE, the default passes and front) against the ONNX one:
+    export and compile time, vmfb size, gate overhead (paired, as in (a)), torch-mlir / ONNX latency at
+    full depth (paired) and per skip configuration (round-robin), and the largest output difference over
+    the configurations. Skipped, and said so in the JSON, where torch-mlir is not installed.
 
     nice -n 15 python benchmarks/compile_bench.py --models resnet20 --out runs/bench/compile_bench.json
 """
@@ -47,13 +52,20 @@ from edgeskip_runtime.module import load_function, to_numpy
 from edgeskip_runtime.stats import percentile, time_round_robin
 
 from edgeskip.compile.export import OPSET, export_gated
-from edgeskip.compile.iree import CompileLog, compile_onnx, iree_version
+from edgeskip.compile.iree import CompileLog, compile_mlir, compile_onnx, iree_version
+from edgeskip.compile.torch_mlir_export import export_gated_mlir
 from edgeskip.compiler_passes import DEFAULT_PIPELINE, get_pass
 from edgeskip.gating import GatedModel
 from edgeskip.models import create_model
 from edgeskip.models.cost import mac_profile
 from edgeskip.targets import get_target
 
+try:  # the torch-mlir front end is optional: (f) is skipped without it
+    import torch_mlir  # noqa: F401
+
+    TORCH_MLIR = True
+except ImportError:
+    TORCH_MLIR = False
 # No specialization: uniform-config-transients would find no copies, and only add a stream round trip.
 GENERIC = tuple(p for p in DEFAULT_PIPELINE if p not in ("specialize-configs", "uniform-config-transients"))
 NO_HOST_SYNC_PASS = tuple(p for p in GENERIC if p != "gate-conditions-without-host-syncs")
@@ -189,6 +201,20 @@ def build(name: str, work: Path) -> Built:
     masks = {n: np.array([0] * n + [1] * (b_s - n), np.int64) for n in ns}
     front = [m.tolist() for m in masks.values()]
     builds: dict[str, dict[str, Any]] = {}
+    if TORCH_MLIR:
+        d = work / f"{name}-gated-torch-mlir"
+        d.mkdir()
+        t = time.perf_counter()
+        exported = export_gated_mlir(model, shape)
+        (d / "model.mlir").write_text(exported.text)
+        mlir_export_s = time.perf_counter() - t
+        t = time.perf_counter()
+        log = CompileLog()
+        flags = compile_mlir(d / "model.mlir", host, d / "model.vmfb", d, b_s, log=log, specialize=front,
+                             passes_at_export=[p["name"] for p in exported.passes])
+        builds["gated-torch-mlir"] = {"vmfb": d / "model.vmfb", "flags": flags, "export_s": round(mlir_export_s, 2),
+                                      "compile_s": round(time.perf_counter() - t, 2), "passes": log.passes(),
+                                      "specialized_configs": len(front)}
     for label, proto, passes in [("plain", plain_proto, ()),
                                  ("gated", gated_proto, DEFAULT_PIPELINE),
                                  ("gated-generic", gated_proto, GENERIC),
@@ -231,6 +257,8 @@ def measure(b: Built, rounds: int, per_round: int) -> Measured:
         "iree_plain_task": lambda: fns["plain"]["local-task"](x),
         "iree_gated_sync": lambda: fns["gated"]["local-sync"](x, on),
         "iree_gated_task": lambda: fns["gated"]["local-task"](x, on),
+        **({"iree_gated_torch_mlir_sync": lambda: fns["gated-torch-mlir"]["local-sync"](x, on)}
+           if "gated-torch-mlir" in fns else {}),
         "iree_gated_generic_sync": lambda: fns["gated-generic"]["local-sync"](x, on),
         "iree_gated_generic_task": lambda: fns["gated-generic"]["local-task"](x, on),
         "iree_gated_nopass_sync": lambda: fns["gated-no-host-sync-pass"]["local-sync"](x, on),
@@ -247,6 +275,9 @@ def measure(b: Built, rounds: int, per_round: int) -> Measured:
         for n, m in b.masks.items():
             if n:
                 variants[f"iree_gated_sync_skip{n}"] = lambda m=m: fns["gated"]["local-sync"](x, m)
+                if "gated-torch-mlir" in fns:
+                    variants[f"iree_gated_torch_mlir_sync_skip{n}"] = \
+                        lambda m=m: fns["gated-torch-mlir"]["local-sync"](x, m)
         # Config switching: same multiset of configurations, each call a new one vs each call a repeat.
         # The server switches between the front's operating points; the mixed pool alternates them with
         # configurations outside the front (the generic path), the worst case for the allocator's cache.
@@ -257,13 +288,17 @@ def measure(b: Built, rounds: int, per_round: int) -> Measured:
         samples = round_robin(variants, rounds, per_round)
         switch_runs = _repeated(lambda: _switching_ratio(fns["gated"]["local-sync"], x, pool, 3 * rounds))
         mixed_runs = _repeated(lambda: _switching_ratio(fns["gated"]["local-sync"], x, mixed, 3 * rounds))
-        overhead_runs = {key: _repeated(lambda a=a, c=c: paired_ratio(variants[a], variants[c], 30 * rounds))
-                         for key, (a, c) in {
+        pairs = {
             "gated_all_on_over_plain": ("iree_gated_sync", "iree_plain_sync"),
             "generic_path_over_plain": ("iree_gated_generic_sync", "iree_plain_sync"),
             "generic_without_gate_boundaries_pass": ("iree_gated_noboundaries_sync", "iree_plain_sync"),
             "with_default_allocator": ("iree_gated_sync_default_alloc", "iree_plain_sync_default_alloc"),
-        }.items()}
+        }
+        if "gated-torch-mlir" in fns:
+            pairs["torch_mlir_gated_all_on_over_plain"] = ("iree_gated_torch_mlir_sync", "iree_plain_sync")
+            pairs["torch_mlir_over_onnx_all_on"] = ("iree_gated_torch_mlir_sync", "iree_gated_sync")
+        overhead_runs = {key: _repeated(lambda a=a, c=c: paired_ratio(variants[a], variants[c], 30 * rounds))
+                         for key, (a, c) in pairs.items()}
     return Measured(samples, overhead_runs, switch_runs, mixed_runs, len(pool))
 
 
@@ -308,6 +343,7 @@ def report(b: Built, m: Measured) -> dict[str, Any]:
                                "met": switch_ratio <= 1.01, "configs": m.configs,
                                "repeats": [round(r, 4) for r in m.switch_runs],
                                "with_configs_outside_the_front": round(mixed_ratio, 4)},
+        "f_front_ends": _front_ends(b, m, samples, overhead),
         "e_drivers": {
             "gated_task_over_sync_with_pass": round(ratio(samples, "iree_gated_task", "iree_gated_sync"), 3),
             "generic_task_over_sync_with_pass": round(ratio(samples, "iree_gated_generic_task",
@@ -316,6 +352,34 @@ def report(b: Built, m: Measured) -> dict[str, Any]:
                                                              "iree_gated_nopass_sync"), 3),
             "plain_task_over_sync": round(ratio(samples, "iree_plain_task", "iree_plain_sync"), 3),
         },
+    }
+
+
+def _front_ends(b: Built, m: Measured, samples: dict[str, list[float]], overhead: dict[str, float]) -> dict[str, Any]:
+    """(f): the torch-mlir front end against the ONNX one, on the same model, passes and front."""
+    if "gated-torch-mlir" not in b.builds:
+        return {"skipped": "torch-mlir is not installed (pip install --no-deps torch-mlir==20261001)"}
+    onnx_b, tm_b = b.builds["gated"], b.builds["gated-torch-mlir"]
+    ours = iree_fn(tm_b["vmfb"], "local-sync")
+    theirs = iree_fn(onnx_b["vmfb"], "local-sync")
+    x = np.random.default_rng(1).standard_normal((1, *b.shape)).astype(np.float32)
+    rng = np.random.default_rng(2)
+    masks = [*b.masks.values(), *(rng.integers(0, 2, b.skippable_blocks).astype(np.int64) for _ in range(8))]
+    diff = max(float(np.abs(ours(x, mk) - theirs(x, mk)).max()) for mk in masks)
+    per_config = [{"n_skipped": n, "torch_mlir_over_onnx": round(ratio(
+        samples, "iree_gated_torch_mlir_sync" + (f"_skip{n}" if n else ""),
+        "iree_gated_sync" + (f"_skip{n}" if n else "")), 4)} for n in b.masks]
+    return {
+        "export_s": {"onnx": round(b.export_s, 2), "torch_mlir": tm_b["export_s"]},
+        "compile_s": {"onnx": onnx_b["compile_s"], "torch_mlir": tm_b["compile_s"]},
+        "vmfb_bytes": {"onnx": Path(onnx_b["vmfb"]).stat().st_size, "torch_mlir": Path(tm_b["vmfb"]).stat().st_size},
+        "gate_overhead": {"onnx": round(overhead["gated_all_on_over_plain"], 4),
+                          "torch_mlir": round(overhead["torch_mlir_gated_all_on_over_plain"], 4),
+                          "torch_mlir_repeats": [round(r, 4) for r in
+                                                 m.overhead_runs["torch_mlir_gated_all_on_over_plain"]]},
+        "torch_mlir_over_onnx_all_on": round(overhead["torch_mlir_over_onnx_all_on"], 4),
+        "per_skip_config": per_config,
+        "max_abs_difference": diff, "compared_configs": len(masks), "passes": tm_b["passes"],
     }
 
 

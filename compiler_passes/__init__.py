@@ -1,7 +1,8 @@
 """Named compiler passes of the gCNN compile flow (Korol et al., Sec. II-A.2: lowering input-dependent gates
 to ``if`` blocks in an IREE flow), each registered by name, tested, and reported in the compile log.
 
-Three stages: ``onnx`` passes rewrite the exported ``onnx.ModelProto`` before import;
+Three stages: ``onnx`` passes rewrite the exported ``onnx.ModelProto`` before import (on the torch-mlir
+front end, those with a ``run_torch`` form rewrite the PyTorch module before ``torch.export`` instead);
 ``input`` passes rewrite or check the module after ``iree-compile --compile-to=input``
 (an ``iree.compiler.ir.Module``); ``stream`` passes rewrite it after ``--compile-to=stream``
 (IREE has scheduled and sized the work), before HAL lowering and code generation. A pass may name IREE
@@ -44,6 +45,14 @@ class CompilerPass(ABC):
     @abstractmethod
     def run(self, ir: Any, ctx: PassContext) -> dict[str, Any]:
         """Rewrite or check ``ir`` in place; return a short summary for the compile log."""
+
+    # An ``onnx`` pass may also have a form for the torch-mlir front end, which has no ONNX model: the same
+    # rewrite on the PyTorch module (the GatedModel) before ``torch.export``, applied when exporting.
+    run_torch: ClassVar[Any] = None
+
+    @classmethod
+    def has_torch_form(cls) -> bool:
+        return cls.run_torch is not None
 
 
 PASSES: Registry[type[CompilerPass]] = Registry("compiler pass", discover=__name__)

@@ -20,6 +20,11 @@ A gate that reads the previous gate's result takes ``y_nhwc`` directly, inside e
 the added transposes cancel the preprocessing's own, and the skip path hands on the very
 buffer it received. Numerically nothing changes (transposes are exact).
 
+On the torch-mlir front end the same layout is set on the PyTorch module before ``torch.export``
+(:meth:`ChannelsLastGateBoundaries.run_torch`): every gate becomes a :class:`NhwcBoundaryGate`, whose
+``torch.cond`` takes and returns NHWC with the transposes inside each branch; between two gates the
+NCHW -> NHWC -> NCHW pair is left for IREE to fold.
+
 Measured (2-core x86, batch 1, local-sync, caching allocator, all gates on, gated / plain):
 ResNet-20 1.098 -> 1.057, ResNet-110 1.104 -> 1.064 (``iree-benchmark-module``); in
 ``benchmarks/compile_bench.py`` 1.061 -> 1.054 and 1.171 -> 1.080. Every branch command buffer
@@ -28,10 +33,14 @@ becomes memoized (no ``hal.command_buffer.create`` per call).
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from onnx import helper
+
+if TYPE_CHECKING:  # compiling (the onnx form) needs no torch: the torch form imports it when it runs
+    from torch import nn
 
 from . import CompilerPass, PassContext, register_pass
 from .channels_last_branch_weights import CHANNELS_LAST_PIPELINE
@@ -71,6 +80,27 @@ def _rank_of(model: onnx.ModelProto) -> dict[str, int]:
     g = inferred.graph
     return {v.name: len(v.type.tensor_type.shape.dim)
             for v in [*g.input, *g.value_info, *g.output] if v.type.tensor_type.HasField("shape")}
+
+
+@functools.cache
+def _nhwc_gate_class() -> type[nn.Module]:
+    import torch
+
+    from edgeskip.gating.gates import SkipGate  # the pass package must not import the models at load time
+
+    class NhwcBoundaryGate(SkipGate):
+        """A gate whose exported ``torch.cond`` is NHWC at its boundary (eager and training: as SkipGate)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            cfg = self._inputs.cfg
+            if cfg is None or not torch.compiler.is_exporting() or x.dim() != 4:
+                return super().forward(x)
+            y = torch.cond(cfg[self.index] != 0,
+                           lambda t: self.block(t.permute(*TO_NCHW)).permute(*TO_NHWC), lambda t: t.clone(),
+                           (x.permute(*TO_NHWC),))
+            return y.permute(*TO_NCHW)
+
+    return NhwcBoundaryGate
 
 
 @register_pass
@@ -128,3 +158,14 @@ class ChannelsLastGateBoundaries(CompilerPass):
         del top.value_info[:]
         model.CopyFrom(onnx.shape_inference.infer_shapes(model))
         return {"gates_rewritten": rewritten, "ifs_left_alone": left_alone, "layout_changes": layout_changes}
+
+    def run_torch(self, model: nn.Module, ctx: PassContext) -> dict[str, Any]:
+        """The torch-mlir front end's form: every gate of the GatedModel ``model`` exports NHWC, in place."""
+        from edgeskip.gating.gates import SkipGate
+
+        cls = _nhwc_gate_class()
+        gates = [(name, m) for name, m in model.named_modules() if type(m) is SkipGate]
+        for name, gate in gates:
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, cls(gate.block, gate.index, gate._inputs))
+        return {"gates_rewritten": len(gates)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -270,3 +271,64 @@ def test_recipes_are_compared_on_one_report(gd_checkpoint: Path, synthetic_check
     bad = CliRunner().invoke(main, ["experiment", "recipes", "--checkpoint", f"gd={gd_checkpoint}", "--front",
                                     f"sd={fronts['stochastic-depth']}", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "every system needs a checkpoint and a front" in bad.output
+
+
+# --- The hybrid (gated-depth-hybrid): block-level units inside the gated sub-paths, stochastic depth there. ---
+
+def _hybrid(name: str) -> tuple[nn.Module, Any]:
+    from edgeskip.training.recipes import RECIPES, RecipeOptions
+
+    torch.manual_seed(0)
+    model = randomize_batchnorm(create_model(name, in_channels=1)).train()
+    objective = RECIPES.get("gated-depth-hybrid")(model, RecipeOptions(p_last=0.5), torch.Generator().manual_seed(0))
+    return model, objective
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_hybrid_has_one_unit_per_gated_block_and_the_batch_norms_follow_each_head(name: str) -> None:
+    model, _ = _hybrid(name)
+    per_stage = {"resnet20": 1, "resnet56": 4}[name]
+    names = [f"layer{s}.gated.{i}" for s in (1, 2, 3) for i in range(per_stage)]
+    assert model.skippable_block_names() == names
+    follows = {m.follows for m in model.modules() if isinstance(m, SkipAwareBatchNorm2d)}
+    assert follows == {"layer1.gated.0", "layer2.gated.0", "layer3.gated.0"}
+    gated = GatedModel(model).eval()  # the cfg bit of a head picks its stage's batch-norm set
+    assert gated.block_names == names
+    counts = _call_counts(gated.model)
+    cfg = torch.ones(len(names), dtype=torch.int64)
+    cfg[names.index("layer2.gated.0")] = 0
+    gated(torch.randn(1, 1, 32, 32), cfg)
+    assert counts["layer1.base.0.bn1.on"] == 1 and counts["layer2.base.0.bn1.off"] == 1
+    assert counts["layer2.base.0.bn1.on"] == 0
+
+
+def test_the_hybrid_drops_blocks_after_each_head_with_decaying_survival() -> None:
+    from edgeskip.training.stochastic_depth import StochasticDepth
+
+    model, objective = _hybrid("resnet56")
+    wrapped = {n: m.survival for n, m in model.named_modules() if isinstance(m, StochasticDepth)}
+    assert sorted(wrapped) == sorted(f"layer{s}.gated.{i}" for s in (1, 2, 3) for i in (1, 2, 3))
+    order = [wrapped[f"layer{s}.gated.{i}"] for s in (1, 2, 3) for i in (1, 2, 3)]
+    assert order == sorted(order, reverse=True) and 0.5 <= order[-1] < order[0] < 1.0
+    assert order[-1] == pytest.approx(0.5)  # layer3.gated.3 is the network's last block
+    runs = {"head": 0, "later": 0}
+    stage = stages(model)[0]
+    stage.gated[0].register_forward_hook(lambda *_: runs.__setitem__("head", runs["head"] + 1))
+    stage.gated[3].block.register_forward_hook(lambda *_: runs.__setitem__("later", runs["later"] + 1))
+    x, y = torch.randn(2, 1, 32, 32), torch.randint(0, 10, (2,))
+    for step in range(60):
+        objective(model, x, y, step, 0.0)
+    assert 0 < runs["later"] < runs["head"]  # a later block runs only with its head, and not always then
+
+
+def test_a_hybrid_checkpoint_saves_the_plain_network_and_loads_at_block_level(tmp_path: Path) -> None:
+    out = tmp_path / "hybrid.pt"
+    ck = train(TrainConfig(model="resnet56", dataset="synthetic", recipe="gated-depth-hybrid", epochs=1, limit=64,
+                           batch_size=32, lr=0.05, p_last=0.6), out, progress=False)
+    assert ck.recipe == "gated-depth-hybrid" and ck.p_last == 0.6
+    assert not any(".block." in k for k in ck.state_dict)  # the stochastic-depth wrappers are stripped
+    model = load_checkpoint(out).build_model()
+    assert len(model.skippable_block_names()) == 12
+    gated = GatedModel(model).eval()
+    x = torch.randn(1, *ck.input_shape)
+    torch.testing.assert_close(gated(x, torch.ones(12, dtype=torch.int64)), model(x))

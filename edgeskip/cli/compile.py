@@ -11,15 +11,21 @@ from edgeskip.cli import main
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="ONNX file to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="File to write: MODEL.onnx, or MODEL.mlir with --frontend torch-mlir.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Static batch size of the exported model.")
-def export(checkpoint: Path, out: Path, batch_size: int) -> None:
-    """Export a checkpoint as the gated ONNX model (opset 18, inputs image and cfg, one If per gate)."""
+@click.option("--frontend", type=click.Choice(["onnx", "torch-mlir"]), default="onnx", show_default=True,
+              help="onnx: the gated ONNX model. torch-mlir: torch-dialect MLIR straight from torch.export, each "
+                   "gate a torch.prim.If (needs `pip install --no-deps torch-mlir==20261001`).")
+def export(checkpoint: Path, out: Path, batch_size: int, frontend: str) -> None:
+    """Export a checkpoint as the gated model (inputs image and cfg, one If per gate): ONNX (opset 18) by
+    default, or torch-dialect MLIR with --frontend torch-mlir. `edgeskip compile` takes either."""
     from edgeskip.compile.export import export_checkpoint
 
-    result = export_checkpoint(checkpoint, out, batch_size=batch_size)
-    click.echo(f"wrote {out}: {result.metadata.model}, {len(result.gates)} gates (B_s), verified")
+    result = export_checkpoint(checkpoint, out, batch_size=batch_size, frontend=frontend)
+    checked = "verified" if frontend == "onnx" else "checked when compiled (verify-gates-mlir)"
+    click.echo(f"wrote {out}: {result.metadata.model}, {result.num_gates} gates (B_s), {checked}")
 
 
 @main.command("compile")
@@ -37,7 +43,8 @@ def export(checkpoint: Path, out: Path, batch_size: int) -> None:
                    "then pays the per-gate overhead.")
 def compile_model(model: Path, target: str, pareto_path: Path, full_depth_only: bool, out: Path,
                   passes: str | None) -> None:
-    """Compile a gated ONNX MODEL with IREE for a board and write a bundle folder.
+    """Compile a gated MODEL (ONNX, or .mlir from `export --frontend torch-mlir`) with IREE for a board and
+    write a bundle folder.
 
     The bundle holds model.vmfb, pareto.json, compile.log and manifest.json (edgeskip.bundle/1).
     Every configuration of the Pareto file is compiled as its own straight-line copy of the

@@ -21,8 +21,9 @@ from edgeskip.cli.common import (
 @click.option("--model", default="resnet20", show_default=True, help="Registered model (see `edgeskip list`).")
 @click.option("--dataset", default="fashion-mnist", show_default=True, help="Registered dataset.")
 @click.option("--recipe", default="stochastic-depth", show_default=True,
-              help="standard, stochastic-depth, gated-depth (base and gated sub-paths per stage, seed 003), or skipnet "
-                   "(the baseline, trained from a standard checkpoint --from).")
+              help="standard, stochastic-depth, gated-depth (base and gated sub-paths per stage, seed 003), "
+                   "gated-depth-hybrid (gated depth with stochastic depth inside the gated sub-paths: one skippable "
+                   "unit per block of them), or skipnet (the baseline, trained from a standard checkpoint --from).")
 @click.option("--from", "init", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="skipnet: the standard checkpoint it starts from.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
@@ -39,7 +40,7 @@ from edgeskip.cli.common import (
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Linear learning-rate warm-up over this many epochs (deep nets such as resnet110 need about 1).")
 @click.option("--p-last", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
-              help="Survival probability p_L of the last block (stochastic depth).")
+              help="Survival probability p_L of the last block (stochastic depth, gated-depth-hybrid).")
 @click.option("--gd-p-min", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="gated-depth: the lowest probability that a stage's gated sub-path runs.")
 @click.option("--gd-p-max", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
@@ -197,7 +198,8 @@ def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, precision: str,
 
 @main.command("list")
 def list_registered() -> None:
-    """List the registered models, datasets, recipes, schedules and rankers."""
+    """List the registered models, datasets, recipes, schedules, rankers and export front ends."""
+    from edgeskip.compile.export import FRONTENDS
     from edgeskip.data import list_datasets
     from edgeskip.design.sensitivity import RANKERS
     from edgeskip.models import list_models
@@ -206,7 +208,8 @@ def list_registered() -> None:
 
     for kind, names in [("models", list_models()), ("datasets", list_datasets()),
                         ("recipes", [*RECIPES.names(), "skipnet (from a standard checkpoint)"]),
-                        ("schedules", SCHEDULES.names()), ("rankers", RANKERS.names())]:
+                        ("schedules", SCHEDULES.names()), ("rankers", RANKERS.names()),
+                        ("front ends", FRONTENDS.names())]:
         click.echo(f"{kind}: {', '.join(names)}")
 
 

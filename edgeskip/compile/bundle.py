@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -30,9 +31,10 @@ from google.protobuf.message import DecodeError
 
 from edgeskip.compile.elf import describe_executables
 from edgeskip.compile.errors import CompileError
-from edgeskip.compile.iree import ENTRY_FUNCTION, CompileLog, compile_onnx, iree_version
+from edgeskip.compile.iree import ENTRY_FUNCTION, CompileLog, compile_mlir, compile_onnx, iree_version
 from edgeskip.compile.metadata import ExportMetadata, read_metadata
 from edgeskip.compile.onnx_gates import DecisionGate, Gate, cfg_length, verify_gates, verify_self_gated
+from edgeskip.compile.torch_mlir_export import read_mlir_header
 from edgeskip.compiler_passes import DEFAULT_PIPELINE, SELF_GATED_PIPELINE
 from edgeskip.targets import Target, get_target
 
@@ -82,10 +84,36 @@ def _one_point_front(meta: ExportMetadata, b_s: int) -> ParetoFront:
                                                                    latency_source="not yet profiled")], meta_doc)
 
 
+@dataclass
+class _Source:
+    """What a bundle needs from an export, whichever front end wrote it."""
+
+    meta: ExportMetadata
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    onnx: onnx.ModelProto | None = None  # the ONNX front end's model
+    mlir: Path | None = None  # the torch-mlir front end's file
+    passes_at_export: tuple[str, ...] = ()
+
+
+def _load_source(path: Path) -> _Source:
+    """An ONNX export, or with the suffix ``.mlir`` a torch-mlir one (:mod:`edgeskip.compile.torch_mlir_export`)."""
+    if path.suffix == ".mlir":
+        if not path.is_file():
+            raise CompileError(f"MLIR model {path} does not exist")
+        meta, header = read_mlir_header(path)
+        return _Source(meta, tuple(TensorSpec.from_dict(d) for d in header["inputs"]),
+                       tuple(TensorSpec.from_dict(d) for d in header["outputs"]), mlir=path,
+                       passes_at_export=tuple(header["passes_at_export"]))
+    model = load_onnx(path)
+    return _Source(read_metadata(model, str(path)), _io(model.graph.input), _io(model.graph.output), onnx=model)
+
+
 def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str | Path | None, out: str | Path,
                  passes: Sequence[str] | None = None, extra_flags: Sequence[str] = (), *,
                  full_depth_only: bool = False) -> Bundle:
-    """Compile ``onnx_path`` for ``target`` and write the bundle folder ``out`` atomically.
+    """Compile ``onnx_path`` (an ONNX export, or a torch-mlir one: ``.mlir``) for ``target`` and write the
+    bundle folder ``out`` atomically.
 
     A self-gated export (SkipNet) needs no Pareto file: it is one operating point, compiled with the passes
     that do not read cfg (``SELF_GATED_PIPELINE``). ``full_depth_only`` compiles a cfg-gated model with the
@@ -93,17 +121,20 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
     (Sec. III-A), a straight-line network at the same compiler settings as the adaptive bundle."""
     t0 = time.perf_counter()
     board = target if isinstance(target, Target) else get_target(target)  # unknown: lists the known boards
-    model = load_onnx(onnx_path)
-    meta = read_metadata(model, str(onnx_path))
+    source = _load_source(Path(onnx_path))
+    model, meta = source.onnx, source.meta
     out = Path(out)
     if out.exists() and not (out / MANIFEST).is_file():
         raise CompileError(f"{out} exists and is not an edgeskip bundle; refusing to replace it")
+    if meta.self_gated and model is None:
+        raise CompileError(f"{onnx_path}: a self-gated model compiles from its ONNX export only")
     if meta.self_gated:
+        assert model is not None
         b_s, front = 0, _one_point_front(meta, 0)
         gates: list[Gate] | list[DecisionGate] = verify_self_gated(model, expected=meta.skippable_blocks)
         passes = SELF_GATED_PIPELINE if passes is None else passes
     else:
-        b_s = cfg_length(model)
+        b_s = cfg_length(model) if model is not None else meta.skippable_blocks
         if full_depth_only and pareto_path is not None:
             raise CompileError("a full-depth-only bundle has one operating point: give no Pareto file",
                                setting="pareto_path")
@@ -113,11 +144,13 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
             raise CompileError(f"{onnx_path} has skip gates read from cfg: give its Pareto file", setting="pareto_path")
         else:
             front = _check_pareto(Path(pareto_path), meta, b_s)
-        gates = verify_gates(model, expected=meta.skippable_blocks)
+        # The torch-mlir front end's gates are checked on the imported module (verify-gates-mlir, always run).
+        gates = verify_gates(model, expected=meta.skippable_blocks) if model is not None else []
         passes = DEFAULT_PIPELINE if passes is None else passes
-    inputs, outputs = _io(model.graph.input), _io(model.graph.output)
+    inputs, outputs = source.inputs, source.outputs
     log = CompileLog()
-    log.add("check", "onnx-gates", time.perf_counter() - t0, gates=len(gates))
+    if model is not None:
+        log.add("check", "onnx-gates", time.perf_counter() - t0, gates=len(gates))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is read by the serving user too
@@ -126,9 +159,16 @@ def build_bundle(onnx_path: str | Path, target: str | Target, pareto_path: str |
         work.mkdir()
         dump = work / "executables"
         # Every operating point of the front gets its own straight-line copy (specialize-configs).
-        flags = compile_onnx(model, board, tmp / "model.vmfb", work, b_s, passes=passes,
-                             extra_flags=[*extra_flags, f"--iree-hal-dump-executable-binaries-to={dump}"], log=log,
-                             specialize=[c.mask for c in front.configs])
+        dump_flags = [*extra_flags, f"--iree-hal-dump-executable-binaries-to={dump}"]
+        specialize = [c.mask for c in front.configs]
+        if model is not None:
+            flags = compile_onnx(model, board, tmp / "model.vmfb", work, b_s, passes=passes, extra_flags=dump_flags,
+                                 log=log, specialize=specialize)
+        else:
+            assert source.mlir is not None
+            flags = compile_mlir(source.mlir, board, tmp / "model.vmfb", work, b_s, passes=passes,
+                                 extra_flags=dump_flags, log=log, specialize=specialize,
+                                 passes_at_export=source.passes_at_export)
         executables = describe_executables(dump, board)
         front.save(tmp / "pareto.json")
         shutil.rmtree(work)

@@ -11,12 +11,15 @@ name, dataset and normalisation (:mod:`edgeskip.compile.metadata`) for ``edgeski
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import torch
 from edgeskip_runtime.atomic import atomic_path
+from edgeskip_runtime.errors import UsageError
+from edgeskip_runtime.registry import Registry
 
 from edgeskip.baselines.skipnet import SkipNet
 from edgeskip.compile.metadata import ExportMetadata, write_metadata
@@ -30,7 +33,7 @@ from edgeskip.compile.onnx_gates import (
 )
 from edgeskip.gating import GatedModel
 from edgeskip.models.protocol import skippable_blocks
-from edgeskip.training.checkpoint import load_checkpoint
+from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
 
 OPSET = 18
 OUTPUT_NAME = "logits"
@@ -41,6 +44,12 @@ class ExportResult:
     path: Path
     gates: list[Gate] | list[DecisionGate]  # cfg-read gates, or a self-gated model's data-decided ones
     metadata: ExportMetadata
+    frontend: str = "onnx"
+    gate_count: int | None = None  # torch-mlir: the gates exported (checked when compiled)
+
+    @property
+    def num_gates(self) -> int:
+        return self.gate_count if self.gate_count is not None else len(self.gates)
 
 
 def export_gated(model: torch.nn.Module, input_shape: list[int], batch_size: int = 1) -> tuple[onnx.ModelProto, int]:
@@ -71,13 +80,50 @@ def export_self_gated(model: SkipNet, input_shape: list[int]) -> onnx.ModelProto
     return program.model_proto
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, batch_size: int = 1) -> ExportResult:
+# Front ends: name -> (checkpoint, out, batch size) -> ExportResult. ONNX is the default; torch-mlir writes
+# torch-dialect MLIR straight from torch.export (edgeskip.compile.torch_mlir_export).
+FRONTENDS: Registry[Callable[[str | Path, str | Path, int], ExportResult]] = Registry("front end")
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, batch_size: int = 1,
+                      frontend: str = "onnx") -> ExportResult:
+    """Export ``checkpoint`` to ``out`` with the front end ``frontend``, verified and written atomically."""
+    return FRONTENDS.get(frontend)(checkpoint, out, batch_size)
+
+
+def _val_accuracy(ck: Checkpoint) -> float | None:
+    val = [m["val_accuracy"] for m in ck.metrics if "val_accuracy" in m]
+    return val[-1] if val else None  # a one-point bundle's Pareto file records it
+
+
+@FRONTENDS.register("torch-mlir")
+def export_torch_mlir(checkpoint: str | Path, out: str | Path, batch_size: int = 1) -> ExportResult:
+    """The gated model as torch-dialect MLIR (``.mlir``); its gates are checked when it is compiled."""
+    from edgeskip.compile.torch_mlir_export import export_gated_mlir, write_mlir
+
+    ck = load_checkpoint(checkpoint)
+    model = ck.build_model()
+    if isinstance(model, SkipNet):
+        raise UsageError("a self-gated SkipNet exports through ONNX only (no --frontend torch-mlir)",
+                         setting="frontend")
+    if Path(out).suffix != ".mlir":
+        raise UsageError(f"the torch-mlir front end writes MLIR: name the output *.mlir, not {Path(out).name}",
+                         setting="out")
+    exported = export_gated_mlir(model, [int(v) for v in ck.input_shape], batch_size)
+    meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
+                          input_shape=[int(v) for v in ck.input_shape],
+                          block_names=[b.name for b in skippable_blocks(model)], val_accuracy=_val_accuracy(ck))
+    write_mlir(out, exported, meta)
+    return ExportResult(Path(out), [], meta, frontend="torch-mlir", gate_count=exported.num_gates)
+
+
+@FRONTENDS.register("onnx")
+def export_onnx(checkpoint: str | Path, out: str | Path, batch_size: int = 1) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (gated ONNX, opset 18), verified and written atomically."""
     ck = load_checkpoint(checkpoint)
     model = ck.build_model()
     shape = [int(v) for v in ck.input_shape]
-    val = [m["val_accuracy"] for m in ck.metrics if "val_accuracy" in m]
-    val_accuracy = val[-1] if val else None  # a one-point bundle's Pareto file records it
+    val_accuracy = _val_accuracy(ck)
     if isinstance(model, SkipNet):  # decides its own branches: no cfg, batch 1
         proto = export_self_gated(model, shape)
         gates: list[Gate] | list[DecisionGate] = verify_self_gated(proto, expected=model.num_gates)

@@ -106,6 +106,44 @@ def compile_onnx(model: onnx.ModelProto, target: Target, out_vmfb: Path, work_di
         summary = p.run(model, ctx)
         log.add("pass", p.name, time.perf_counter() - t, stage=p.stage, **summary)
     input_path = import_to_input(model, flags, work_dir, log)
+    _compile_from_input(input_path, instances, flags, out_vmfb, work_dir, ctx, log)
+    return flags
+
+
+def compile_mlir(mlir_path: Path, target: Target, out_vmfb: Path, work_dir: Path, num_gates: int,
+                 passes: Sequence[str] = DEFAULT_PIPELINE, extra_flags: Sequence[str] = (),
+                 log: CompileLog | None = None, specialize: Sequence[Sequence[int]] = (),
+                 passes_at_export: Sequence[str] = ()) -> list[str]:
+    """Compile a torch-mlir front-end export (torch-dialect MLIR) to ``out_vmfb``; returns the flags used.
+
+    Its ``onnx``-stage passes ran at export in their torch form (``passes_at_export``) or do not apply (they
+    are logged either way, and only the applied ones add their IREE flags); ``verify-gates-mlir`` always runs,
+    as the ONNX path always checks its gates."""
+    log = log if log is not None else CompileLog()
+    ctx = PassContext(num_gates=num_gates,
+                      specialized_configs=tuple(tuple(int(v) for v in c) for c in specialize))
+    passes = list(passes) if "verify-gates-mlir" in passes else ["verify-gates-mlir", *passes]
+    effective = []
+    for name in passes:
+        if get_pass(name).stage != "onnx":
+            effective.append(name)
+        elif name in passes_at_export:
+            effective.append(name)
+            log.add("pass", name, 0.0, stage="torch", applied="at export, on the PyTorch module")
+        else:
+            log.add("skip", name, 0.0, reason="an onnx pass without a torch form, or not applied at export")
+    flags = compile_flags(target, effective, extra_flags)
+    input_path = work_dir / "model.input.mlir"
+    _run([_tool("iree-compile"), *flags, "--iree-input-type=torch", "--compile-to=input", str(mlir_path),
+          "-o", str(input_path)], log, "iree-compile to input")
+    instances = [get_pass(name) for name in effective if get_pass(name).stage != "onnx"]
+    _compile_from_input(input_path, instances, flags, out_vmfb, work_dir, ctx, log)
+    return flags
+
+
+def _compile_from_input(input_path: Path, instances: Sequence[CompilerPass], flags: Sequence[str], out_vmfb: Path,
+                        work_dir: Path, ctx: PassContext, log: CompileLog) -> None:
+    """The ``input`` and ``stream`` passes, then ``iree-compile`` to the ``.vmfb``."""
     source = _run_mlir_passes([p for p in instances if p.stage == "input"], input_path,
                               work_dir / "model.input.rewritten.mlir", ctx, log)
     phase = "input"
@@ -119,7 +157,6 @@ def compile_onnx(model: onnx.ModelProto, target: Target, out_vmfb: Path, work_di
         phase = "stream"
     _run([_tool("iree-compile"), *flags, f"--compile-from={phase}", str(source), "-o", str(out_vmfb)], log,
          "iree-compile")
-    return flags
 
 
 def _run_mlir_passes(passes: Sequence[CompilerPass], source: Path, out: Path, ctx: PassContext,

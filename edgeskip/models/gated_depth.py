@@ -17,10 +17,17 @@ gates) it is the stage's :class:`StageSwitch`, which the Gated Depth recipe sets
 :class:`edgeskip.gating.GatedModel`, the batch norms are gate followers bound to the cfg entry of their
 stage's gate, so they read the very bit that decides the gated sub-path; while exporting, the choice is a
 select between the two sets folded to per-channel scale and shift (``Where`` on that bit: no branch, and
-the gates stay the graph's only ``If`` nodes).
+the gates stay the graph's only ``If`` nodes). :data:`BN_LOWERINGS` also offers ``branch`` (an ``If``
+between the two batch norms), which ``benchmarks/gated_depth_bench.py`` measures against the select:
+the select is what the product exports (see that benchmark's JSON for the numbers).
 
 The skippable units are named ``layer1.gated``, ``layer2.gated``, ... (explicit protocol,
 :mod:`edgeskip.models.protocol`), so sensitivity, Pareto, export and compile need nothing new.
+
+**Block level** (beyond the seed; the ``gated-depth-hybrid`` recipe): every block of a gated sub-path is its
+own skippable unit (``layer1.gated.0``, ``layer1.gated.1``, ...). The sub-path's first block is its head: the
+stage's gated sub-path counts as on when its head runs, so the skip-aware batch norms follow the head's bit,
+and the later blocks add block-level operating points inside a running sub-path.
 """
 
 from __future__ import annotations
@@ -45,8 +52,18 @@ class StageSwitch:
         self.scale = 1.0
 
 
+BN_LOWERINGS = ("select", "branch")
+
+
 class SkipAwareBatchNorm2d(GateFollower):
-    """Two batch norms, ``on`` (the stage's gated sub-path runs) and ``off`` (it is skipped)."""
+    """Two batch norms, ``on`` (the stage's gated sub-path runs) and ``off`` (it is skipped).
+
+    ``lowering`` (:data:`BN_LOWERINGS`) is how an export chooses between them: ``select`` between the folded
+    parameter sets (the default, and the only one ``edgeskip export`` writes: the gate checks allow one
+    ``If`` per gate), or ``branch``, a ``torch.cond`` between the two batch norms (for measurement).
+    """
+
+    lowering = "select"
 
     def __init__(self, bn: nn.BatchNorm2d, switch: StageSwitch, follows: str) -> None:
         super().__init__(follows)
@@ -59,6 +76,8 @@ class SkipAwareBatchNorm2d(GateFollower):
         if bit is None:
             return self.on(x) if self.switch.on else self.off(x)
         if torch.compiler.is_exporting():
+            if self.lowering == "branch":
+                return torch.cond(bit != 0, lambda t: self.on(t), lambda t: self.off(t), (x,))
             return self._selected(x, bit != 0)
         return self.on(x) if bool(bit) else self.off(x)
 
@@ -109,11 +128,12 @@ def stage_names(model: nn.Module) -> list[str]:
     return names
 
 
-def to_gated_depth(model: nn.Module) -> nn.Module:
+def to_gated_depth(model: nn.Module, block_level: bool = False) -> nn.Module:
     """Split every stage of a torchvision-layout ResNet into base and gated sub-paths, in place.
 
     The base sub-path's batch norms become skip-aware (both sets start as copies of the trained ones).
-    The model then names its skippable units ``layerS.gated``.
+    The model then names its skippable units ``layerS.gated``, or with ``block_level`` every block of the
+    gated sub-paths, ``layerS.gated.i`` (the batch norms follow ``layerS.gated.0``, the head).
     """
     names = stage_names(model)
     if not names:
@@ -127,14 +147,26 @@ def to_gated_depth(model: nn.Module) -> nn.Module:
             raise ProtocolError(f"{name} has {len(blocks)} block; a gated sub-path needs at least two per stage")
         cut = math.ceil(len(blocks) / 2)
         new = GatedDepthStage(nn.Sequential(*blocks[:cut]), nn.Sequential(*blocks[cut:]))
+        head = f"{name}.gated.0" if block_level else f"{name}.gated"
         for bn_name, bn in list(new.base.named_modules()):
             if isinstance(bn, nn.BatchNorm2d):
                 parent, _, attr = bn_name.rpartition(".")
-                setattr(new.base.get_submodule(parent), attr, SkipAwareBatchNorm2d(bn, new.switch, f"{name}.gated"))
+                setattr(new.base.get_submodule(parent), attr, SkipAwareBatchNorm2d(bn, new.switch, head))
         setattr(model, name, new)
-    gated_units = [f"{n}.gated" for n in names]
+    gated_units = [f"{n}.gated.{i}" if block_level else f"{n}.gated"
+                   for n in names for i in range(len(getattr(model, n).gated) if block_level else 1)]
     model.skippable_block_names = lambda: list(gated_units)  # type: ignore[method-assign]
     return model
+
+
+def set_bn_lowering(model: nn.Module, lowering: str) -> int:
+    """Export every skip-aware batch norm of ``model`` as ``lowering``; returns how many there are."""
+    if lowering not in BN_LOWERINGS:
+        raise ValueError(f"unknown batch-norm lowering {lowering!r}; use one of {', '.join(BN_LOWERINGS)}")
+    bns = [m for m in model.modules() if isinstance(m, SkipAwareBatchNorm2d)]
+    for m in bns:
+        m.lowering = lowering
+    return len(bns)
 
 
 def is_gated_depth(model: nn.Module) -> bool:
@@ -149,5 +181,5 @@ def stages(model: nn.Module) -> list[GatedDepthStage]:
     return [getattr(model, n) for n in stage_names(model)]
 
 
-__all__ = ["GatedDepthStage", "SkipAwareBatchNorm2d", "StageSwitch", "is_gated_depth", "stage_names", "stages",
-           "to_gated_depth"]
+__all__ = ["BN_LOWERINGS", "GatedDepthStage", "SkipAwareBatchNorm2d", "StageSwitch", "is_gated_depth",
+           "set_bn_lowering", "stage_names", "stages", "to_gated_depth"]

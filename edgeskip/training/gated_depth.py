@@ -22,6 +22,14 @@ sub-paths with skip-aware batch norm (:mod:`edgeskip.models.gated_depth`) and tr
   ``1 / p_s``, so that inference runs every sub-path unscaled, in every configuration, and the compiled
   module has no scale anywhere. (The seed instead scales the full configuration's sub-paths by p_s at
   inference.)
+
+**Hybrid** (beyond the seed; recipe ``gated-depth-hybrid``): the network is split at block level
+(:func:`edgeskip.models.gated_depth.to_gated_depth` with ``block_level``) and, inside a gated sub-path that
+runs, every block after its head is also dropped per mini-batch with stochastic depth's linear-decay
+survival ``p_l`` (:mod:`edgeskip.training.stochastic_depth`; ``l`` counts every residual block of the
+network), so the network also learns the block-level operating points. The head always runs with its
+sub-path: it is what the skip-aware batch norms follow. The distillation step's two passes keep these
+draws (its teacher is every *sub-path* on).
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ import torch
 from edgeskip_runtime.errors import UsageError
 from torch import nn
 
-from edgeskip.models.gated_depth import GatedDepthStage, is_gated_depth, stages, to_gated_depth
+from edgeskip.models.gated_depth import GatedDepthStage, is_gated_depth, stage_names, stages, to_gated_depth
+from edgeskip.models.protocol import replace_module
+from edgeskip.training.stochastic_depth import StochasticDepth, survival_probability
 
 SCHEDULES = ("stage", "time", "both")
 
@@ -118,13 +128,32 @@ class GatedDepthObjective:
             self._reset()  # evaluation between steps sees the full, unscaled network
 
 
-def apply_gated_depth(model: nn.Module, options: GatedDepthOptions,
-                      generator: torch.Generator) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+def apply_gated_depth(model: nn.Module, options: GatedDepthOptions, generator: torch.Generator,
+                      block_level: bool = False) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
     """Split ``model`` into sub-paths in place (unless it already is) and return its training objective."""
     if not is_gated_depth(model):
-        to_gated_depth(model)
+        to_gated_depth(model, block_level=block_level)
     return GatedDepthObjective(model, options, generator)
 
 
-__all__ = ["SCHEDULES", "GatedDepthObjective", "GatedDepthOptions", "apply_gated_depth", "gate_probabilities",
-           "is_distillation_step"]
+def apply_sub_path_stochastic_depth(model: nn.Module, p_last: float,
+                                    generator: torch.Generator | None = None) -> dict[str, float]:
+    """Wrap every block after the head of each gated sub-path in :class:`StochasticDepth`, in place; returns
+    each wrapped block's survival probability by name (the hybrid recipe)."""
+    depth: list[tuple[str, int]] = []  # (name, 1-based index over every residual block) of the wrapped blocks
+    total = 0
+    for stage_name, stage in zip(stage_names(model), stages(model), strict=True):
+        total += len(stage.base)
+        for i in range(len(stage.gated)):
+            total += 1
+            if i > 0:
+                depth.append((f"{stage_name}.gated.{i}", total))
+    survivals = {}
+    for name, l in depth:  # noqa: E741  (the paper's symbol)
+        survivals[name] = survival_probability(l, total, p_last)
+        replace_module(model, name, StochasticDepth(model.get_submodule(name), survivals[name], generator))
+    return survivals
+
+
+__all__ = ["SCHEDULES", "GatedDepthObjective", "GatedDepthOptions", "apply_gated_depth",
+           "apply_sub_path_stochastic_depth", "gate_probabilities", "is_distillation_step"]

@@ -1,5 +1,6 @@
-"""Training recipes: ``standard``, ``stochastic-depth`` (Korol et al., Sec. I-A, II-A.1) and ``gated-depth``
-(Darzi et al., seed 003).
+"""Training recipes: ``standard``, ``stochastic-depth`` (Korol et al., Sec. I-A, II-A.1), ``gated-depth``
+(Darzi et al., seed 003) and ``gated-depth-hybrid`` (Gated Depth with stochastic depth inside the gated
+sub-paths, :mod:`edgeskip.training.gated_depth`).
 
 A recipe prepares a freshly built model for training, in place, and may return the mini-batch objective
 that replaces plain cross-entropy (:data:`Objective`); the optimiser and schedule are shared.
@@ -17,7 +18,7 @@ import torch
 from edgeskip_runtime.registry import Registry
 from torch import nn
 
-from edgeskip.training.gated_depth import GatedDepthOptions, apply_gated_depth
+from edgeskip.training.gated_depth import GatedDepthOptions, apply_gated_depth, apply_sub_path_stochastic_depth
 from edgeskip.training.stochastic_depth import apply_stochastic_depth
 
 # (model, images, labels, step, progress in [0, 1]) -> (loss, logits): one mini-batch's loss.
@@ -60,11 +61,27 @@ def gated_depth(model: nn.Module, options: RecipeOptions, generator: torch.Gener
     return apply_gated_depth(model, options.gated_depth, generator)
 
 
+@RECIPES.register("gated-depth-hybrid")
+def gated_depth_hybrid(model: nn.Module, options: RecipeOptions, generator: torch.Generator) -> Objective:
+    """Gated Depth split at block level, with the blocks after each gated sub-path's head also dropped
+    stochastically (survival down to ``p_last``)."""
+    objective = apply_gated_depth(model, options.gated_depth, generator, block_level=True)
+    apply_sub_path_stochastic_depth(model, options.p_last, generator)
+    return objective
+
+
 @ARCHITECTURES.register("gated-depth")
 def _gated_depth_architecture(model: nn.Module, train_config: dict[str, Any]) -> nn.Module:
     from edgeskip.models.gated_depth import to_gated_depth
 
     return to_gated_depth(model)
+
+
+@ARCHITECTURES.register("gated-depth-hybrid")
+def _gated_depth_hybrid_architecture(model: nn.Module, train_config: dict[str, Any]) -> nn.Module:
+    from edgeskip.models.gated_depth import to_gated_depth
+
+    return to_gated_depth(model, block_level=True)
 
 
 @ARCHITECTURES.register("skipnet")

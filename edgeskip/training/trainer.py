@@ -184,6 +184,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     return checkpoint
 
 
+USES_P_LAST = ("stochastic-depth", "gated-depth-hybrid")  # the recipes that drop blocks with survival down to p_L
+
+
 def _snapshot(model: nn.Module, config: TrainConfig, data, model_args: dict[str, Any], epoch: int,
               metrics: list[dict[str, Any]], optimizer: torch.optim.Optimizer, rng: dict[str, Any]) -> Checkpoint:
     # The checkpoint holds the plain network: strip the training-only wrappers from a copy's keys.
@@ -193,7 +196,7 @@ def _snapshot(model: nn.Module, config: TrainConfig, data, model_args: dict[str,
     return Checkpoint(
         model=config.model, model_args=model_args, dataset=config.dataset, normalization=data.normalization,
         input_shape=list(data.image_shape), state_dict=state, recipe=config.recipe,
-        p_last=config.p_last if config.recipe == "stochastic-depth" else None, epoch=epoch,
+        p_last=config.p_last if config.recipe in USES_P_LAST else None, epoch=epoch,
         epochs=config.epochs, metrics=metrics, train_config=asdict(config),
         optimizer=optimizer.state_dict(), rng=rng,
     )

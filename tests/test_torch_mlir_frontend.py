@@ -116,11 +116,21 @@ def test_the_torch_mlir_bundle_equals_the_onnx_bundle(torch_mlir_model: Path, bu
 
 @pytest.mark.parametrize("target", ["odroid-xu4", "rpi4"])
 def test_the_torch_mlir_path_compiles_for_the_boards(torch_mlir_model: Path, pareto_file: Path, target: str,
-                                                     tmp_path: Path) -> None:
+                                                     bundles, tmp_path: Path) -> None:
     bundle = build_bundle(torch_mlir_model, target, pareto_file, tmp_path / target)
     assert bundle.manifest.target["name"] == target
     want = ARCH_MACHINE[get_target(target).arch]  # build_bundle refuses code for another machine; say it here too
     assert bundle.manifest.executables and all(e["machine"] == want for e in bundle.manifest.executables)
+    if target == "odroid-xu4":  # and a real armv7 IREE runtime runs it (stock, under qemu-arm)
+        from tests.test_compile import run_armhf
+
+        host = CompiledModel(bundles("host"))
+        x = np.random.default_rng(5).standard_normal((1, 1, 32, 32)).astype(np.float32)
+        for mask in ([1] * 6, [1, 0, 0, 1, 1, 0]):  # on the front, and through the gates
+            cfg = np.array(mask, np.int64)
+            got = run_armhf(bundle.path / "model.vmfb", x, cfg, tmp_path)
+            np.testing.assert_allclose(got, np.asarray(host.infer_raw(x, host.check_cfg(mask))).reshape(got.shape),
+                                       atol=1e-4, err_msg=f"configuration {mask}")
 
 
 def test_its_gates_are_checked_even_when_the_check_is_not_asked_for(torch_mlir_model: Path, tmp_path: Path) -> None:

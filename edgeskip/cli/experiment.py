@@ -127,7 +127,8 @@ def _labelled(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--front", "fronts", multiple=True, required=True, metavar="LABEL=PATH",
               help="The same system's profiled bundle folder, or a pareto.json (repeatable).")
 @click.option("--samples", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Configurations drawn per system where there are more than 4096.")
+              help="Configurations evaluated per system: all of them where they are no more than this, else this "
+                   "many uniform draws.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for recipes.json, recipes.png and recipes.md.")

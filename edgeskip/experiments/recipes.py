@@ -3,7 +3,7 @@ al., Sec. I-A): standard, stochastic depth and Gated Depth versions of one model
 
 * **Full depth**: test accuracy with every block (every gated sub-path) on.
 * **Accuracy over the configurations** (the seed's Fig. 3): mean, standard deviation, minimum and maximum of
-  the test accuracy over every skip configuration when there are at most ``2**EXHAUSTIVE_BITS``, else over
+  the test accuracy over every skip configuration when there are at most ``samples`` of them, else over
   ``samples`` uniform draws (each block kept with probability 1/2). Different recipes have different
   configuration sets (stochastic depth one bit per block, Gated Depth one per stage); each is summarised
   over its own.
@@ -33,13 +33,18 @@ from edgeskip.gating import SkipConfig
 from edgeskip.plotting import finish, plt, save_png
 
 SCHEMA = "edgeskip.recipes/1"
-EXHAUSTIVE_BITS = 12
 MAC_BUDGETS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
+def is_exhaustive(num_blocks: int, samples: int) -> bool:
+    """Whether every mask fits in the budget of ``samples`` evaluations."""
+    return 2**num_blocks <= samples
+
+
 def configurations(num_blocks: int, samples: int, seed: int) -> list[SkipConfig]:
-    """Every mask of ``num_blocks`` bits if there are few, else ``samples`` uniform draws (duplicates kept)."""
-    if num_blocks <= EXHAUSTIVE_BITS:
+    """Every mask of ``num_blocks`` bits if they fit in ``samples``, else ``samples`` uniform draws (duplicates
+    kept)."""
+    if is_exhaustive(num_blocks, samples):
         return all_masks(num_blocks)
     g = torch.Generator().manual_seed(seed)
     return [SkipConfig(tuple(int(v) for v in torch.randint(0, 2, (num_blocks,), generator=g))) for _ in range(samples)]
@@ -94,7 +99,7 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
             "checkpoint": str(path), "recipe": s.checkpoint.recipe, "front_file": str(fronts[label]),
             "skippable_units": s.evaluator.num_blocks,
             "full_depth_test_accuracy": s.evaluator.accuracy([1] * s.evaluator.num_blocks, "test"),
-            "configurations": {"count": len(masks), "exhaustive": s.evaluator.num_blocks <= EXHAUSTIVE_BITS,
+            "configurations": {"count": len(masks), "exhaustive": is_exhaustive(s.evaluator.num_blocks, samples),
                                "mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
                                "min": min(accs), "max": max(accs), "accuracies": accs},
             "front": [p.to_dict() for p in kept],

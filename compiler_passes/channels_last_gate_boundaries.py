@@ -21,8 +21,8 @@ the added transposes cancel the preprocessing's own, and the skip path hands on 
 buffer it received. Numerically nothing changes (transposes are exact).
 
 On the torch-mlir front end the same layout is set on the PyTorch module before ``torch.export``
-(:meth:`ChannelsLastGateBoundaries.run_torch`): every gate becomes a :class:`NhwcBoundaryGate`, whose
-``torch.cond`` takes and returns NHWC with the transposes inside each branch; between two gates the
+(:meth:`ChannelsLastGateBoundaries.run_torch`): every gate's ``torch.cond`` takes and returns NHWC, with
+the transposes inside each branch (``GatedModel.set_gate_boundary_layout``); between two gates the
 NCHW -> NHWC -> NCHW pair is left for IREE to fold.
 
 Measured (2-core x86, batch 1, local-sync, caching allocator, all gates on, gated / plain):
@@ -33,13 +33,12 @@ becomes memoized (no ``hal.command_buffer.create`` per call).
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 import onnx
 from onnx import helper
 
-if TYPE_CHECKING:  # compiling (the onnx form) needs no torch: the torch form imports it when it runs
+if TYPE_CHECKING:  # compiling (the onnx form) needs no torch
     from torch import nn
 
 from . import CompilerPass, PassContext, register_pass
@@ -80,27 +79,6 @@ def _rank_of(model: onnx.ModelProto) -> dict[str, int]:
     g = inferred.graph
     return {v.name: len(v.type.tensor_type.shape.dim)
             for v in [*g.input, *g.value_info, *g.output] if v.type.tensor_type.HasField("shape")}
-
-
-@functools.cache
-def _nhwc_gate_class() -> type[nn.Module]:
-    import torch
-
-    from edgeskip.gating.gates import SkipGate  # the pass package must not import the models at load time
-
-    class NhwcBoundaryGate(SkipGate):
-        """A gate whose exported ``torch.cond`` is NHWC at its boundary (eager and training: as SkipGate)."""
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            cfg = self._inputs.cfg
-            if cfg is None or not torch.compiler.is_exporting() or x.dim() != 4:
-                return super().forward(x)
-            y = torch.cond(cfg[self.index] != 0,
-                           lambda t: self.block(t.permute(*TO_NCHW)).permute(*TO_NHWC), lambda t: t.clone(),
-                           (x.permute(*TO_NHWC),))
-            return y.permute(*TO_NCHW)
-
-    return NhwcBoundaryGate
 
 
 @register_pass
@@ -161,11 +139,4 @@ class ChannelsLastGateBoundaries(CompilerPass):
 
     def run_torch(self, model: nn.Module, ctx: PassContext) -> dict[str, Any]:
         """The torch-mlir front end's form: every gate of the GatedModel ``model`` exports NHWC, in place."""
-        from edgeskip.gating.gates import SkipGate
-
-        cls = _nhwc_gate_class()
-        gates = [(name, m) for name, m in model.named_modules() if type(m) is SkipGate]
-        for name, gate in gates:
-            parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, cls(gate.block, gate.index, gate._inputs))
-        return {"gates_rewritten": len(gates)}
+        return {"gates_rewritten": model.set_gate_boundary_layout("nhwc")}

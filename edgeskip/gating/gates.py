@@ -32,20 +32,35 @@ class _GateInputs:
     cfg: torch.Tensor | None = None
 
 
+BOUNDARY_LAYOUTS = ("nchw", "nhwc")
+_TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
 class SkipGate(nn.Module):
-    """Runs ``block`` iff entry ``index`` of the current cfg is non-zero."""
+    """Runs ``block`` iff entry ``index`` of the current cfg is non-zero.
+
+    ``boundary_layout`` is the layout of the exported ``torch.cond``'s operand and result: ``nchw`` (the
+    model's own), or ``nhwc``, with the transposes inside each branch, which is what the
+    ``channels-last-gate-boundaries`` pass asks for on the torch-mlir front end (see that pass). Eager
+    execution is the same either way."""
 
     def __init__(self, block: nn.Module, index: int, inputs: _GateInputs) -> None:
         super().__init__()
         self.block = block
         self.index = index
         self._inputs = inputs
+        self.boundary_layout = "nchw"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self._inputs.cfg
         if cfg is None:
             raise RuntimeError("SkipGate called outside GatedModel.forward(image, cfg)")
         if torch.compiler.is_exporting():
+            if self.boundary_layout == "nhwc" and x.dim() == 4:
+                y = torch.cond(cfg[self.index] != 0,
+                               lambda t: self.block(t.permute(*_TO_NCHW)).permute(*_TO_NHWC), lambda t: t.clone(),
+                               (x.permute(*_TO_NHWC),))
+                return y.permute(*_TO_NCHW)
             return torch.cond(cfg[self.index] != 0, lambda t: self.block(t), lambda t: t.clone(), (x,))
         return self.block(x) if bool(cfg[self.index]) else x
 
@@ -80,6 +95,15 @@ class GatedModel(nn.Module):
     def num_gates(self) -> int:
         """B_s, the length of the skip-configuration array."""
         return len(self.block_names)
+
+    def set_gate_boundary_layout(self, layout: str) -> int:
+        """Export every gate's ``torch.cond`` with ``layout`` at its boundary; returns how many gates."""
+        if layout not in BOUNDARY_LAYOUTS:
+            raise ValueError(f"unknown gate boundary layout {layout!r}; use one of {', '.join(BOUNDARY_LAYOUTS)}")
+        gates = [m for m in self.model.modules() if isinstance(m, SkipGate)]
+        for gate in gates:
+            gate.boundary_layout = layout
+        return len(gates)
 
     def forward(self, image: torch.Tensor, cfg: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_exporting():

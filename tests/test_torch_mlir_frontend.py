@@ -4,6 +4,7 @@ with the same passes and targets as the ONNX path, and numerically the same modu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -133,12 +134,18 @@ def test_the_torch_mlir_path_compiles_for_the_boards(torch_mlir_model: Path, par
                                        atol=1e-4, err_msg=f"configuration {mask}")
 
 
+def _with_header(model: Path, out: Path, change: Callable[[dict], object]) -> Path:
+    """A copy of the torch-mlir export ``model`` whose header JSON ``change`` has edited."""
+    first, rest = model.read_text().split("\n", 1)
+    header = json.loads(first.removeprefix("// edgeskip.metadata "))
+    change(header)
+    out.write_text("// edgeskip.metadata " + json.dumps(header) + "\n" + rest)
+    return out
+
+
 def test_its_gates_are_checked_even_when_the_check_is_not_asked_for(torch_mlir_model: Path, tmp_path: Path) -> None:
-    lines = torch_mlir_model.read_text().splitlines(keepends=True)
-    header = json.loads(lines[0].removeprefix("// edgeskip.metadata "))
-    header["block_names"].append("layer9.9")  # claims a seventh gate that the module does not have
-    bad = tmp_path / "bad.mlir"
-    bad.write_text("// edgeskip.metadata " + json.dumps(header) + "\n" + "".join(lines[1:]))
+    bad = _with_header(torch_mlir_model, tmp_path / "bad.mlir",  # claims a seventh gate the module lacks
+                       lambda h: h["block_names"].append("layer9.9"))
     from tests.conftest import write_pareto
 
     with pytest.raises(PassError, match="expected 7 scf.if"):
@@ -265,11 +272,8 @@ def test_onnx_rewrites_not_applied_at_export_are_skipped_with_their_flags(torch_
                                                                           tmp_path: Path) -> None:
     from edgeskip.compiler_passes.channels_last_branch_weights import CHANNELS_LAST_PIPELINE
 
-    lines = torch_mlir_model.read_text().splitlines(keepends=True)
-    header = json.loads(lines[0].removeprefix("// edgeskip.metadata "))
-    header["passes_at_export"] = []  # as if exported without the torch forms
-    src = tmp_path / "bare.mlir"
-    src.write_text("// edgeskip.metadata " + json.dumps(header) + "\n" + "".join(lines[1:]))
+    src = _with_header(torch_mlir_model, tmp_path / "bare.mlir",  # as if exported without the torch forms
+                       lambda h: h.__setitem__("passes_at_export", []))
     bundle = build_bundle(src, "host", pareto_file, tmp_path / "b")
     log = (bundle.path / "compile.log").read_text()
     assert "[skip] channels-last-gate-boundaries" in log and "[skip] channels-last-branch-weights" in log

@@ -44,7 +44,6 @@ class ExportResult:
     path: Path
     gates: list[Gate] | list[DecisionGate]  # cfg-read gates, or a self-gated model's data-decided ones
     metadata: ExportMetadata
-    frontend: str = "onnx"
     gate_count: int | None = None  # torch-mlir: the gates exported (checked when compiled)
 
     @property
@@ -109,12 +108,13 @@ def export_torch_mlir(checkpoint: str | Path, out: str | Path, batch_size: int =
     if Path(out).suffix != ".mlir":
         raise UsageError(f"the torch-mlir front end writes MLIR: name the output *.mlir, not {Path(out).name}",
                          setting="out")
-    exported = export_gated_mlir(model, [int(v) for v in ck.input_shape], batch_size)
+    shape = [int(v) for v in ck.input_shape]
+    exported = export_gated_mlir(model, shape, batch_size)
     meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
-                          input_shape=[int(v) for v in ck.input_shape],
+                          input_shape=shape,
                           block_names=[b.name for b in skippable_blocks(model)], val_accuracy=_val_accuracy(ck))
     write_mlir(out, exported, meta)
-    return ExportResult(Path(out), [], meta, frontend="torch-mlir", gate_count=exported.num_gates)
+    return ExportResult(Path(out), [], meta, gate_count=exported.num_gates)
 
 
 @FRONTENDS.register("onnx")

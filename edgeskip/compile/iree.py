@@ -97,8 +97,7 @@ def compile_onnx(model: onnx.ModelProto, target: Target, out_vmfb: Path, work_di
     ``specialize``: configurations (the Pareto front's) that ``specialize-configs`` compiles as
     straight-line copies; every other cfg runs the gated network."""
     log = log if log is not None else CompileLog()
-    ctx = PassContext(num_gates=num_gates,
-                      specialized_configs=tuple(tuple(int(v) for v in c) for c in specialize))
+    ctx = _context(num_gates, specialize)
     instances = [get_pass(name) for name in passes]
     flags = compile_flags(target, passes, extra_flags)
     for p in (p for p in instances if p.stage == "onnx"):
@@ -120,25 +119,25 @@ def compile_mlir(mlir_path: Path, target: Target, out_vmfb: Path, work_dir: Path
     are logged either way, and only the applied ones add their IREE flags); ``verify-gates-mlir`` always runs,
     as the ONNX path always checks its gates."""
     log = log if log is not None else CompileLog()
-    ctx = PassContext(num_gates=num_gates,
-                      specialized_configs=tuple(tuple(int(v) for v in c) for c in specialize))
     passes = list(passes) if "verify-gates-mlir" in passes else ["verify-gates-mlir", *passes]
     effective = []
-    for name in passes:
-        if get_pass(name).stage != "onnx":
-            effective.append(name)
-        elif name in passes_at_export:
-            effective.append(name)
-            log.add("pass", name, 0.0, stage="torch", applied="at export, on the PyTorch module")
-        else:
-            log.add("skip", name, 0.0, reason="an onnx pass without a torch form, or not applied at export")
-    flags = compile_flags(target, effective, extra_flags)
+    for p in (get_pass(name) for name in passes):
+        if p.stage == "onnx":
+            if p.name not in passes_at_export:
+                log.add("skip", p.name, 0.0, reason="an onnx pass without a torch form, or not applied at export")
+                continue
+            log.add("pass", p.name, 0.0, stage="torch", applied="at export, on the PyTorch module")
+        effective.append(p)
+    flags = compile_flags(target, [p.name for p in effective], extra_flags)
     input_path = work_dir / "model.input.mlir"
     _run([_tool("iree-compile"), *flags, "--iree-input-type=torch", "--compile-to=input", str(mlir_path),
           "-o", str(input_path)], log, "iree-compile to input")
-    instances = [get_pass(name) for name in effective if get_pass(name).stage != "onnx"]
-    _compile_from_input(input_path, instances, flags, out_vmfb, work_dir, ctx, log)
+    _compile_from_input(input_path, effective, flags, out_vmfb, work_dir, _context(num_gates, specialize), log)
     return flags
+
+
+def _context(num_gates: int, specialize: Sequence[Sequence[int]]) -> PassContext:
+    return PassContext(num_gates=num_gates, specialized_configs=tuple(tuple(int(v) for v in c) for c in specialize))
 
 
 def _compile_from_input(input_path: Path, instances: Sequence[CompilerPass], flags: Sequence[str], out_vmfb: Path,

@@ -50,6 +50,7 @@ def fold_batch_norms(model: torch.nn.Module) -> int:
     from torch import nn
 
     from edgeskip.models.gated_depth import SkipAwareBatchNorm2d
+    from edgeskip.models.protocol import replace_module
 
     class AffineBatchNorm(nn.Module):
         def __init__(self, bn: nn.BatchNorm2d) -> None:
@@ -65,9 +66,7 @@ def fold_batch_norms(model: torch.nn.Module) -> int:
     names = [n for n, m in model.named_modules()
              if type(m) is nn.BatchNorm2d and not m.training and id(m) not in inside_followers]
     for name in names:
-        parent, _, attr = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        setattr(owner, attr, AffineBatchNorm(getattr(owner, attr)))
+        replace_module(model, name, AffineBatchNorm(model.get_submodule(name)))
     return len(names)
 
 

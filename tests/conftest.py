@@ -1,4 +1,4 @@
-"""Shared fixtures: a quickly trained checkpoint on the synthetic dataset, and user networks."""
+"""Shared fixtures: a quickly trained checkpoint on the synthetic dataset; the user networks of user_networks.py."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from user_networks import ExplicitNet, UserBlock, UserBottleneck, UserResNet  # noqa: F401  (the tests import them here)
 
 from edgeskip.training.trainer import TrainConfig, train
 
@@ -43,89 +44,6 @@ def make_skipnet_checkpoint(standard_checkpoint: Path, out: Path, seed: int = 1)
                state_dict=net.state_dict(), recipe="skipnet", metrics=[{"val_accuracy": 0.5}],
                train_config={**standard.train_config, "recipe": "skipnet", "gate_type": net.gate_type}).save(out)
     return out
-
-
-class UserBlock(nn.Module):
-    """A user's residual block in torchvision's BasicBlock style (conv1/bn1/conv2/bn2/downsample)."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + identity)
-
-
-class UserBottleneck(nn.Module):
-    """A torchvision-style Bottleneck (1x1, 3x3, 1x1) with an identity shortcut when shapes match."""
-
-    def __init__(self, cin: int, width: int, stride: int = 1) -> None:
-        super().__init__()
-        cout = width * 4
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Conv2d(cin, cout, 1, stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return torch.relu(self.bn3(self.conv3(out)) + identity)
-
-
-class UserResNet(nn.Module):
-    """A user's network in the torchvision layout: stem, layer1..layer3, head."""
-
-    def __init__(self, block: str = "basic") -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU())
-        if block == "basic":
-            self.layer1 = nn.Sequential(UserBlock(8, 8), UserBlock(8, 8), UserBlock(8, 8))
-            self.layer2 = nn.Sequential(UserBlock(8, 16, 2), UserBlock(16, 16))
-            self.layer3 = nn.Sequential(UserBlock(16, 32, 2), UserBlock(32, 32), UserBlock(32, 32))
-            out = 32
-        else:
-            self.layer1 = nn.Sequential(UserBottleneck(8, 4), UserBottleneck(16, 4))
-            self.layer2 = nn.Sequential(UserBottleneck(16, 8, 2), UserBottleneck(32, 8), UserBottleneck(32, 8))
-            out = 32
-        self.head = nn.Linear(out, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        x = self.layer1(x)
-        x = self.layer2(x)
-        if hasattr(self, "layer3"):
-            x = self.layer3(x)
-        return self.head(x.mean(dim=(2, 3)))
-
-
-class ExplicitNet(nn.Module):
-    """A network that names its skippable blocks itself (the explicit protocol)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, 1, 1)
-        self.blocks = nn.ModuleList([UserBlock(8, 8) for _ in range(4)])
-        self.head = nn.Linear(8, 3)
-
-    def skippable_block_names(self) -> list[str]:
-        return [f"blocks.{i}" for i in (1, 2, 3)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for b in self.blocks:
-            x = b(x)
-        return self.head(x.mean(dim=(2, 3)))
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgeskip.models.protocol import residual_blocks
+from edgeskip.models.protocol import ProtocolError, residual_blocks
 
 GATE_TYPES = {"ffgate1": {"maxpool": True, "convs": 2}, "ffgate2": {"maxpool": False, "convs": 1}}
 MODES = ("hard", "supervised", "reinforce")
@@ -79,19 +79,41 @@ def _shortcut(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x if down is None else down(x)
 
 
+STEM = ("conv1", "bn1", "relu")  # then ``maxpool`` where the network has one (torchvision's ImageNet stem)
+HEAD = ("avgpool", "fc")
+
+
+def _out_channels(block: nn.Module) -> int:
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ProtocolError(f"SkipNet puts a convolutional gate after each block; {type(block).__name__} has no Conv2d")
+    return convs[-1].out_channels  # the last one: conv2 of a BasicBlock, conv3 of a Bottleneck, or its projection
+
+
+def check_skipnet_layout(base: nn.Module) -> None:
+    """SkipNet runs the stem, the chain of all blocks and the head itself: it needs the torchvision ResNet layout."""
+    missing = [a for a in (*STEM, *HEAD) if not isinstance(getattr(base, a, None), nn.Module)]
+    if missing or callable(getattr(base, "skippable_block_names", None)):
+        raise ProtocolError(
+            f"SkipNet needs the torchvision ResNet layout (stem {'/'.join(STEM)}[/maxpool], stages layer1.., head "
+            f"{'/'.join(HEAD)}); {type(base).__name__} "
+            + (f"lacks {', '.join(missing)}" if missing else "declares skippable_block_names() instead"))
+
+
 class SkipNet(nn.Module):
-    """A CIFAR ResNet (stem ``conv1``/``bn1``/``relu``, stages ``layer1``..., head ``avgpool``/``fc``) with a
-    SkipNet gate after every block but the last."""
+    """A torchvision-layout ResNet (stem ``conv1``/``bn1``/``relu``[/``maxpool``], stages ``layer1``..., head
+    ``avgpool``/``fc``) with a SkipNet gate after every block but the last."""
 
     def __init__(self, base: nn.Module, gate_type: str | None = None) -> None:
         super().__init__()
+        check_skipnet_layout(base)
         self.base = base
         self.block_names = [b.name for b in residual_blocks(base)]
         self.gate_type = gate_type or default_gate_type(len(self.block_names))
         if self.gate_type not in GATE_TYPES:
             raise ValueError(f"unknown SkipNet gate type {self.gate_type!r}; use one of {sorted(GATE_TYPES)}")
         self._blocks = [base.get_submodule(n) for n in self.block_names]  # registered under base; resolved once
-        self.gates = nn.ModuleList(FeedForwardGate(b.conv2.out_channels, self.gate_type) for b in self._blocks[:-1])
+        self.gates = nn.ModuleList(FeedForwardGate(_out_channels(b), self.gate_type) for b in self._blocks[:-1])
         self.mode = "hard"
         self.trace = Trace()
 
@@ -119,6 +141,8 @@ class SkipNet(nn.Module):
         base = self.base
         self.trace = Trace()
         x = base.relu(base.bn1(base.conv1(x)))
+        if isinstance(getattr(base, "maxpool", None), nn.Module):
+            x = base.maxpool(x)
         x = self._blocks[0](x)  # the first block always runs
         for gate, block in zip(self.gates, self._blocks[1:], strict=True):
             logits = gate(x)
@@ -133,4 +157,4 @@ class SkipNet(nn.Module):
         return base.fc(torch.flatten(base.avgpool(x), 1))
 
 
-__all__ = ["GATE_TYPES", "MODES", "FeedForwardGate", "SkipNet", "Trace", "default_gate_type"]
+__all__ = ["GATE_TYPES", "MODES", "FeedForwardGate", "SkipNet", "Trace", "check_skipnet_layout", "default_gate_type"]

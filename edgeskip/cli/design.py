@@ -18,8 +18,16 @@ from edgeskip.cli.common import (
 
 
 @main.command()
-@click.option("--model", default="resnet20", show_default=True, help="Registered model (see `edgeskip list`).")
-@click.option("--dataset", default="fashion-mnist", show_default=True, help="Registered dataset.")
+@click.option("--model", default="resnet20", show_default=True,
+              help="A registered model or installed entry point (see `edgeskip list`), or your own as "
+                   "package.module:factory (imported from the working directory or PYTHONPATH; see the README's "
+                   "\"Your own network and data\").")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Keyword argument for the model's factory (repeatable; VALUE is read as JSON where it is JSON, "
+                   "e.g. width=16). in_channels and num_classes come from the data where the factory takes them.")
+@click.option("--dataset", default="fashion-mnist", show_default=True,
+              help="A registered dataset, or your own: npz:PATH (arrays x_train, y_train, x_test, y_test) or "
+                   "folder:PATH (train/ and test/ with one sub-folder per class).")
 @click.option("--recipe", default="stochastic-depth", show_default=True,
               help="standard, stochastic-depth, gated-depth (base and gated sub-paths per stage, seed 003), "
                    "gated-depth-hybrid (gated depth with stochastic depth inside the gated sub-paths: one skippable "
@@ -68,16 +76,20 @@ def train(out: Path, resume: bool, threads: int | None, init: Path | None, sp_ep
     Also writes OUT with suffix .metrics.jsonl: one JSON line per epoch. With --recipe skipnet, trains the
     SkipNet baseline (supervised pre-training, then hybrid RL) from the standard checkpoint --from.
     """
+    from edgeskip.models.reference import parse_model_args
     from edgeskip.training.trainer import TrainConfig
     from edgeskip.training.trainer import train as run_training
 
     set_threads(threads)
     options["data_dir"] = str(options["data_dir"]) if options["data_dir"] else None
+    options["model_args"] = parse_model_args(options["model_args"])
     if options["recipe"] == "skipnet":
         from edgeskip.training.skipnet import SkipNetConfig, train_skipnet
 
         if init is None:
             raise click.UsageError("--recipe skipnet starts from a standard checkpoint: give it with --from")
+        if options["model_args"]:
+            raise click.UsageError("--recipe skipnet takes its network from --from; --model-arg does not apply")
         ck = train_skipnet(SkipNetConfig(standard=str(init), gate_type=gate_type, sp_epochs=sp_epochs,
                                          rl_epochs=options["epochs"], batch_size=options["batch_size"],
                                          seed=options["seed"], device=options["device"], limit=options["limit"],
@@ -202,11 +214,12 @@ def list_registered() -> None:
     from edgeskip.compile.export import FRONTENDS
     from edgeskip.data import list_datasets
     from edgeskip.design.sensitivity import RANKERS
-    from edgeskip.models import list_models
+    from edgeskip.models import list_model_references
     from edgeskip.training.recipes import RECIPES
     from edgeskip.training.schedules import SCHEDULES
 
-    for kind, names in [("models", list_models()), ("datasets", list_datasets()),
+    for kind, names in [("models", [*list_model_references(), "package.module:factory (your own)"]),
+                        ("datasets", list_datasets()),
                         ("recipes", [*RECIPES.names(), "skipnet (from a standard checkpoint)"]),
                         ("schedules", SCHEDULES.names()), ("rankers", RANKERS.names()),
                         ("front ends", FRONTENDS.names())]:

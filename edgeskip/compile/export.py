@@ -33,6 +33,7 @@ from edgeskip.compile.onnx_gates import (
 )
 from edgeskip.gating import GatedModel
 from edgeskip.models.protocol import skippable_blocks
+from edgeskip.models.reference import served_model_name
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
 
 OPSET = 18
@@ -95,6 +96,12 @@ def _val_accuracy(ck: Checkpoint) -> float | None:
     return val[-1] if val else None  # a one-point bundle's Pareto file records it
 
 
+def _metadata(ck: Checkpoint, block_names: list[str], *, self_gated: bool = False) -> ExportMetadata:
+    return ExportMetadata(model=served_model_name(ck.model), dataset=ck.dataset,
+                          normalization=ck.normalization.to_dict(), input_shape=[int(v) for v in ck.input_shape],
+                          block_names=block_names, self_gated=self_gated, val_accuracy=_val_accuracy(ck))
+
+
 @FRONTENDS.register("torch-mlir")
 def export_torch_mlir(checkpoint: str | Path, out: str | Path, batch_size: int = 1) -> ExportResult:
     """The gated model as torch-dialect MLIR (``.mlir``); its gates are checked when it is compiled."""
@@ -108,11 +115,8 @@ def export_torch_mlir(checkpoint: str | Path, out: str | Path, batch_size: int =
     if Path(out).suffix != ".mlir":
         raise UsageError(f"the torch-mlir front end writes MLIR: name the output *.mlir, not {Path(out).name}",
                          setting="out")
-    shape = [int(v) for v in ck.input_shape]
-    exported = export_gated_mlir(model, shape, batch_size)
-    meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
-                          input_shape=shape,
-                          block_names=[b.name for b in skippable_blocks(model)], val_accuracy=_val_accuracy(ck))
+    exported = export_gated_mlir(model, [int(v) for v in ck.input_shape], batch_size)
+    meta = _metadata(ck, [b.name for b in skippable_blocks(model)])
     write_mlir(out, exported, meta)
     return ExportResult(Path(out), [], meta, gate_count=exported.num_gates)
 
@@ -123,19 +127,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, batch_size: int = 1) ->
     ck = load_checkpoint(checkpoint)
     model = ck.build_model()
     shape = [int(v) for v in ck.input_shape]
-    val_accuracy = _val_accuracy(ck)
     if isinstance(model, SkipNet):  # decides its own branches: no cfg, batch 1
         proto = export_self_gated(model, shape)
         gates: list[Gate] | list[DecisionGate] = verify_self_gated(proto, expected=model.num_gates)
-        meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
-                              input_shape=shape, block_names=model.block_names[1:], self_gated=True,
-                              val_accuracy=val_accuracy)
+        meta = _metadata(ck, model.block_names[1:], self_gated=True)
     else:
         proto, b_s = export_gated(model, shape, batch_size)
         gates = verify_gates(proto, expected=b_s)
-        meta = ExportMetadata(model=ck.model, dataset=ck.dataset, normalization=ck.normalization.to_dict(),
-                              input_shape=shape, block_names=[b.name for b in skippable_blocks(model)],
-                              val_accuracy=val_accuracy)
+        meta = _metadata(ck, [b.name for b in skippable_blocks(model)])
     write_metadata(proto, meta)
     onnx.checker.check_model(proto, full_check=True)
     out = Path(out)

@@ -137,7 +137,10 @@ def to_gated_depth(model: nn.Module, block_level: bool = False) -> nn.Module:
     """
     names = stage_names(model)
     if not names:
-        raise ProtocolError(f"{type(model).__name__} has no stages layer1, layer2, ... to split into sub-paths")
+        raise ProtocolError(f"{type(model).__name__} has no stages layer1, layer2, ... (nn.Sequential, torchvision "
+                            "layout) for the gated-depth recipes to split into base and gated sub-paths; a network "
+                            "that names its blocks with skippable_block_names() trains with standard or "
+                            "stochastic-depth")
     for name in names:
         stage = getattr(model, name)
         if isinstance(stage, GatedDepthStage):

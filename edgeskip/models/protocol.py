@@ -101,17 +101,74 @@ def residual_blocks(model: nn.Module) -> list[BlockRef]:
     return refs
 
 
+SHORTCUT_ATTRIBUTES = ("downsample", "shortcut")  # torchvision's name, and the common CIFAR-code one
+
+
+def _is_identity(module: nn.Module | None) -> bool:
+    return module is None or isinstance(module, nn.Identity) or (isinstance(module, nn.Sequential) and not len(module))
+
+
 def skippable_blocks(model: nn.Module) -> list[BlockRef]:
     """The B_s skippable blocks in execution order; the order of the skip-config array."""
     blocks = [b for b in residual_blocks(model) if b.skippable]
     for b in blocks:
-        if getattr(b.module, "downsample", None) is not None:
-            raise ProtocolError(
-                f"block {b.name} has a downsample shortcut, so skipping it would change the "
-                "shape; only blocks with an identity shortcut can be skippable"
-            )
+        for attr in SHORTCUT_ATTRIBUTES:
+            shortcut = getattr(b.module, attr, None)
+            if not _is_identity(shortcut):
+                raise ProtocolError(
+                    f"block {b.name} has a non-identity shortcut ({attr} is a {type(shortcut).__name__}), "
+                    "so skipping it would not pass its input through; only blocks with an identity shortcut can be "
+                    "skippable"
+                )
     if not blocks:
         raise ProtocolError(f"{type(model).__name__} has no skippable blocks")
+    return blocks
+
+
+def check_skippable(model: nn.Module, input_shape: tuple[int, ...] | list[int],
+                    num_classes: int | None = None) -> list[BlockRef]:
+    """:func:`skippable_blocks`, plus one forward pass of a zero image of ``input_shape`` (C, H, W) that checks
+    what only running the network shows: every skippable block runs exactly once and returns a tensor of its
+    input's shape, and (given ``num_classes``) the network returns ``(1, num_classes)`` logits. ``edgeskip train``
+    calls it before the first step, so a violation is named there, not at export.
+    """
+    blocks = skippable_blocks(model)
+    seen: dict[str, list[tuple[tuple[int, ...], tuple[int, ...] | str]]] = {b.name: [] for b in blocks}
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple, output: Any) -> None:
+            shape_in = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
+            out = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            seen[name].append((shape_in, out))
+        return record
+
+    handles = [b.module.register_forward_hook(hook(b.name)) for b in blocks]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            logits = model(torch.zeros(1, *input_shape))
+    except Exception as e:
+        shape = ", ".join(map(str, input_shape))
+        raise ProtocolError(f"{type(model).__name__} fails on an input of shape (1, {shape}): {type(e).__name__}: {e}"
+                            ) from e
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for name, calls in seen.items():
+        if len(calls) != 1:
+            raise ProtocolError(f"skippable block {name} ran {len(calls)} times in one forward pass; a skippable block "
+                                "must run exactly once (a gate in front of it decides that one run)")
+        shape_in, shape_out = calls[0]
+        if shape_in != shape_out:
+            raise ProtocolError(f"skippable block {name} maps a tensor of shape {shape_in} to {shape_out}; skipping it "
+                                "passes its input on, so it must keep the shape (make it unskippable: first in its "
+                                "stage, or left out of skippable_block_names())")
+    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if num_classes is not None and shape != (1, num_classes):
+        raise ProtocolError(f"{type(model).__name__} returns {shape} for one image, expected logits (1, {num_classes}) "
+                            f"for the dataset's {num_classes} classes (does its factory take num_classes?)")
     return blocks
 
 

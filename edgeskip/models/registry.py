@@ -1,20 +1,18 @@
-"""Model registry: ``register_model``, ``create_model``, ``list_models`` (timm-style)."""
+"""Model registry: ``register_model`` and ``list_models`` (timm-style).
+
+``create_model`` (in :mod:`edgeskip.models.reference`) builds a registered name, an installed entry point or a
+user's ``package.module:factory``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from edgeskip_runtime.registry import Registry
 from torch import nn
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 register_model = MODELS.register
-
-
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model, e.g. ``create_model("resnet20", in_channels=1)``."""
-    return MODELS.get(name)(**kwargs)
 
 
 def list_models() -> list[str]:

@@ -6,9 +6,17 @@ nothing but the file. It also holds the optimiser state and RNG state for ``--re
 
 Format ``edgeskip.checkpoint/1`` (a dict of plain Python values and tensors)::
 
-    format, model, model_args{in_channels, num_classes}, dataset, normalization{mean, std},
+    format, model, model_args{in_channels, num_classes, ...}, dataset, normalization{mean, std},
     input_shape[C, H, W], recipe, p_last, epoch, epochs, state_dict, metrics[...],
     train_config{...}, optimizer (optional), rng (optional)
+
+``model`` is a registered name, an ``edgeskip.models`` entry point or a user's ``package.module:factory``
+(:mod:`edgeskip.models.reference`); ``model_args`` are every keyword argument the factory was called with.
+``dataset`` is a registered name or ``npz:PATH`` / ``folder:PATH`` with an absolute path.
+
+Loading the file never runs code (``weights_only=True``). :meth:`Checkpoint.build_model` does, where the
+model is an entry point or an import reference: it imports that module and calls the factory. Only build
+networks from checkpoints whose model code you trust.
 """
 
 from __future__ import annotations
@@ -52,11 +60,18 @@ class Checkpoint:
     rng: dict[str, Any] | None = None
 
     def build_model(self) -> nn.Module:
-        """The trained network in eval mode, with its weights loaded."""
+        """The trained network in eval mode, with its weights loaded.
+
+        For a user model this imports its module and runs its factory (see the module docstring).
+        """
         from edgeskip.training.recipes import trained_architecture
 
         model = trained_architecture(self.recipe, create_model(self.model, **self.model_args), self.train_config)
-        model.load_state_dict(self.state_dict)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as e:
+            raise CheckpointError(f"the checkpoint's weights do not fit the network {self.model!r} builds now with "
+                                  f"{self.model_args} (did its code change?): {e}") from e
         return model.eval()
 
     def to_dict(self) -> dict[str, Any]:

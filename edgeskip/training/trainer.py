@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,11 @@ from edgeskip_runtime.errors import UsageError
 from torch import nn
 
 from edgeskip.accuracy import evaluate
-from edgeskip.data import load_dataset
+from edgeskip.data import canonical_dataset_name, load_dataset
 from edgeskip.data.base import iterate_batches
 from edgeskip.models import create_model
+from edgeskip.models.protocol import check_skippable
+from edgeskip.models.reference import model_arguments
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
 from edgeskip.training.gated_depth import GatedDepthOptions
@@ -33,7 +35,8 @@ from edgeskip.training.stochastic_depth import remove_stochastic_depth
 
 @dataclass
 class TrainConfig:
-    model: str = "resnet20"
+    model: str = "resnet20"  # a registered name, an edgeskip.models entry point, or package.module:factory
+    model_args: dict[str, Any] = field(default_factory=dict)  # the user's keyword arguments to the factory
     dataset: str = "fashion-mnist"
     recipe: str = "stochastic-depth"
     epochs: int = 10
@@ -86,9 +89,9 @@ def metrics_log_path(out: Path) -> Path:
 
 
 def _compatible(resumed: Checkpoint, config: TrainConfig) -> None:
-    for key in ("model", "dataset", "recipe", "seed", "batch_size", "schedule", "lr", "warmup_epochs", "gd_p_min",
-                "gd_p_max", "gd_schedule", "distill_every", "distill_alpha"):
-        old = resumed.train_config.get(key, getattr(TrainConfig, key, None))  # keys added later: their default
+    for key in ("model", "model_args", "dataset", "recipe", "seed", "batch_size", "schedule", "lr", "warmup_epochs",
+                "gd_p_min", "gd_p_max", "gd_schedule", "distill_every", "distill_alpha"):
+        old = resumed.train_config.get(key, asdict(TrainConfig()).get(key))  # keys added later: their default
         if old != getattr(config, key):
             raise UsageError(f"cannot resume: checkpoint was trained with {key}={old!r}, now {getattr(config, key)!r}")
 
@@ -100,14 +103,18 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     ``on_epoch_end(epoch)`` runs after each epoch's checkpoint is written.
     """
     config.validate()
+    config.dataset = canonical_dataset_name(config.dataset)
     out = Path(out)
     device = torch.device(config.device)
     data = load_dataset(config.dataset, config.data_dir, val_fraction=config.val_fraction, seed=config.seed,
                         limit=config.limit)
-    model_args = {"in_channels": data.in_channels, "num_classes": data.num_classes}
+    model_args = model_arguments(config.model, {"in_channels": data.in_channels, "num_classes": data.num_classes},
+                                 config.model_args)
     torch.manual_seed(config.seed)
+    plain = create_model(config.model, **model_args)
+    check_skippable(plain, data.image_shape, data.num_classes)  # a violation is named now, not at export
     # The recipe's architecture first (gated-depth splits the stages), so that a resumed state dict fits.
-    model = trained_architecture(config.recipe, create_model(config.model, **model_args), asdict(config))
+    model = trained_architecture(config.recipe, plain, asdict(config))
 
     resumed = load_checkpoint(out) if resume and out.exists() else None
     if resumed is not None:

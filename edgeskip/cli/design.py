@@ -63,23 +63,35 @@ from edgeskip.cli.common import (
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: mixed precision (bfloat16 autocast for the forward pass and loss, float32 weights); about "
                    "1.6-1.9x faster training on CPUs with AMX, and on recent GPUs.")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="Train in the channels-last memory format (about 1.4x faster on CPU for these small convolutions). "
+                   "Its oneDNN kernels round differently from the default layout's, and differently per batch size: "
+                   "--no-channels-last for runs that must match bit for bit or across process counts.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="Share of the training data held out for validation.")
 @click.option("--resume", is_flag=True, help="Continue from --out if it holds an unfinished run.")
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=None,
+              help="Train data-parallel (DDP) in this many processes on this machine: edgeskip starts them with "
+                   "torchrun --standalone. For several machines run torchrun yourself (see the README).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Checkpoint path.")
 @data_options
-def train(out: Path, resume: bool, threads: int | None, init: Path | None, sp_epochs: int, gate_type: str | None,
-          **options) -> None:
+def train(out: Path, resume: bool, nproc_per_node: int | None, threads: int | None, init: Path | None,
+          sp_epochs: int, gate_type: str | None, **options) -> None:
     """Train a model (stochastic depth by default) and write a resumable checkpoint.
 
     Also writes OUT with suffix .metrics.jsonl: one JSON line per epoch. With --recipe skipnet, trains the
-    SkipNet baseline (supervised pre-training, then hybrid RL) from the standard checkpoint --from.
+    SkipNet baseline (supervised pre-training, then hybrid RL) from the standard checkpoint --from. Under
+    torchrun (or with --nproc-per-node), every process trains its share of each global batch (--batch-size)
+    under DDP and rank 0 writes the checkpoint.
     """
     from edgeskip.models.reference import parse_model_args
+    from edgeskip.training.distributed import launched_by_torchrun, relaunch_under_torchrun
     from edgeskip.training.trainer import TrainConfig
     from edgeskip.training.trainer import train as run_training
 
+    if nproc_per_node is not None and not launched_by_torchrun():
+        raise SystemExit(relaunch_under_torchrun(nproc_per_node, "train"))
     set_threads(threads)
     options["data_dir"] = str(options["data_dir"]) if options["data_dir"] else None
     options["model_args"] = parse_model_args(options["model_args"])
@@ -99,8 +111,8 @@ def train(out: Path, resume: bool, threads: int | None, init: Path | None, sp_ep
                    f"{last['val_mean_skipped']:.2f} blocks skipped per image on average")
         return
     ck = run_training(TrainConfig(**options), out, resume=resume)
-    last = ck.metrics[-1]
-    click.echo(f"wrote {out}: epoch {ck.epoch}, val accuracy {last['val_accuracy']:.4f}")
+    if ck.metrics:  # rank 0 (the only rank that evaluates and writes)
+        click.echo(f"wrote {out}: epoch {ck.epoch}, val accuracy {ck.metrics[-1]['val_accuracy']:.4f}")
 
 
 @main.command()

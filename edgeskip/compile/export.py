@@ -10,8 +10,10 @@ name, dataset and normalisation (:mod:`edgeskip.compile.metadata`) for ``edgeski
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +54,27 @@ class ExportResult:
         return self.gate_count if self.gate_count is not None else len(self.gates)
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """No gradients, and none of the exporter's chatter (deprecations; "torchvision is not installed. Skipping
+    torchvision::nms" for every run without torchvision, which edgeskip never needs): it is not for our users."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        registration.setLevel(level)
+
+
 def export_gated(model: torch.nn.Module, input_shape: list[int], batch_size: int = 1) -> tuple[onnx.ModelProto, int]:
     """Export ``GatedModel(model)`` to an in-memory ONNX model; returns it with B_s."""
     gated = GatedModel(model).eval()
     image = torch.zeros(batch_size, *input_shape)
     cfg = torch.ones(gated.num_gates, dtype=torch.int64)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not for our users
+    with _quiet_exporter():
         program = torch.onnx.export(gated, (image, cfg), dynamo=True, opset_version=OPSET, verbose=False,
                                     input_names=[IMAGE_INPUT, CFG_INPUT], output_names=[OUTPUT_NAME])
     if program is None:
@@ -70,8 +86,7 @@ def export_self_gated(model: SkipNet, input_shape: list[int]) -> onnx.ModelProto
     """Export a self-gated network (SkipNet) at batch 1: one data-dependent ``If`` per gate, input ``image`` only,
     checked by :func:`verify_self_gated`."""
     image = torch.zeros(1, *input_shape)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with _quiet_exporter():
         program = torch.onnx.export(model.eval(), (image,), dynamo=True, opset_version=OPSET, verbose=False,
                                     input_names=[IMAGE_INPUT], output_names=[OUTPUT_NAME])
     if program is None:

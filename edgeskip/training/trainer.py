@@ -26,6 +26,15 @@ from edgeskip.models.protocol import check_skippable
 from edgeskip.models.reference import model_arguments
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
+from edgeskip.training.distributed import (
+    DistributedContext,
+    check_in_sync,
+    check_recipe,
+    convert_batch_norms,
+    device_for,
+    process_group,
+    reduce_stats,
+)
 from edgeskip.training.gated_depth import GatedDepthOptions
 from edgeskip.training.loop import EpochStats, check_precision, mixed_precision, sgd_step
 from edgeskip.training.recipes import RECIPES, RecipeOptions, cross_entropy, trained_architecture
@@ -100,14 +109,26 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
           on_epoch_end: Callable[[int], None] | None = None) -> Checkpoint:
     """Train ``config.model`` on ``config.dataset`` and write the checkpoint to ``out``.
 
-    ``on_epoch_end(epoch)`` runs after each epoch's checkpoint is written.
+    Launched by ``torchrun``, every process trains its share of each global batch under DDP and rank 0 writes
+    the checkpoint (:mod:`edgeskip.training.distributed`). ``on_epoch_end(epoch)`` runs after each epoch's
+    checkpoint is written (on rank 0).
     """
     config.validate()
+    with process_group(config.device) as context:
+        check_recipe(config.recipe, context)
+        return _train(config, Path(out), context, resume=resume, progress=progress and context.is_main,
+                      on_epoch_end=on_epoch_end)
+
+
+def _train(config: TrainConfig, out: Path, context: DistributedContext, *, resume: bool, progress: bool,
+           on_epoch_end: Callable[[int], None] | None) -> Checkpoint:
     config.dataset = canonical_dataset_name(config.dataset)
-    out = Path(out)
-    device = torch.device(config.device)
+    device = device_for(config.device, context)
     data = load_dataset(config.dataset, config.data_dir, val_fraction=config.val_fraction, seed=config.seed,
                         limit=config.limit)
+    if context.world_size > config.batch_size:
+        raise UsageError(f"a global batch of {config.batch_size} cannot be shared by {context.world_size} processes",
+                         setting="batch_size")
     model_args = model_arguments(config.model, {"in_channels": data.in_channels, "num_classes": data.num_classes},
                                  config.model_args)
     torch.manual_seed(config.seed)
@@ -120,13 +141,19 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     if resumed is not None:
         _compatible(resumed, config)
         model.load_state_dict(resumed.state_dict)
-    generator = torch.Generator().manual_seed(config.seed)  # data order and augmentation
-    drop_generator = torch.Generator().manual_seed(config.seed + 1)  # stochastic-depth / gating draws
+    generator = torch.Generator().manual_seed(config.seed)  # data order and augmentation: alike on every rank
+    drop_generator = torch.Generator().manual_seed(config.seed + 1)  # stochastic-depth / gating draws: alike too
     objective = RECIPES.get(config.recipe)(
         model, RecipeOptions(p_last=config.p_last, gated_depth=config.gated_depth_options()), drop_generator
     ) or cross_entropy
+    if context.enabled:
+        convert_batch_norms(model)  # statistics of the global batch, as one process computes them
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
+    # Under torchrun the step runs through DDP (it averages the gradients); evaluation and snapshots use `model`.
+    net = model if not context.enabled else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=config.recipe != "standard")  # dropped blocks have no gradient in that step
 
     warmup_steps = round(config.warmup_epochs * -(-len(data.train) // config.batch_size))
 
@@ -147,10 +174,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
         if resumed.rng:
             generator.set_state(resumed.rng["data"])
             drop_generator.set_state(resumed.rng["drop"])
-    out.parent.mkdir(parents=True, exist_ok=True)
     log_path = metrics_log_path(out)
-    if resumed is None and log_path.exists():
-        log_path.unlink()
+    if context.is_main:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if resumed is None and log_path.exists():
+            log_path.unlink()
 
     checkpoint = resumed
     with progress_bar(progress) as bar:
@@ -164,30 +192,40 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
             for step, (x, y) in enumerate(batches):
                 done = epoch * steps_per_epoch + step
                 lr = config.lr * schedule(done / total_steps) * warmup(done)
-                x = x.contiguous(memory_format=memory_format)
+                share = context.shard(len(y))  # this rank's part of the global batch
+                x, y, global_n = x[share].contiguous(memory_format=memory_format), y[share], len(y)
                 with mixed_precision(device, config.precision):
-                    loss, logits = objective(model, x, y, done, done / total_steps)
-                sgd_step(optimizer, loss, lr)
+                    loss, logits = objective(net, x, y, done, done / total_steps)
+                # DDP averages the ranks' gradients: weighting each rank's mean by its share makes that average
+                # the gradient of the global batch's mean loss, also for an uneven last batch.
+                sgd_step(optimizer, loss * (len(y) * context.world_size / global_n) if context.enabled else loss, lr)
                 stats.add(loss, logits, y)
                 bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {stats.loss:.3f} "
                                                  f"acc {stats.accuracy:.3f} lr {lr:.4f}")
             train_seconds = time.perf_counter() - t0
             model.eval()
-            val_acc, val_loss, _ = evaluate(model, data.val, data.normalization, device=device)
-            record = {"epoch": epoch + 1, "train_loss": stats.loss, "train_accuracy": stats.accuracy,
-                      "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr, "seconds": train_seconds,
-                      "train_images_per_s": stats.seen / train_seconds}
-            metrics.append(record)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            bar.console.log(f"epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}, val acc {val_acc:.4f}, "
-                            f"{record['train_images_per_s']:.0f} img/s")
-            checkpoint = _snapshot(model, config, data, model_args, epoch + 1, metrics, optimizer,
-                                   {"data": generator.get_state(), "drop": drop_generator.get_state()})
-            checkpoint.save(out)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1)
-    assert checkpoint is not None
+            stats = reduce_stats(stats, context)
+            rng = {"data": generator.get_state(), "drop": drop_generator.get_state()}
+            digest = check_in_sync(_plain(model), context) if context.enabled else None
+            if context.is_main:
+                val_acc, val_loss, _ = evaluate(model, data.val, data.normalization, device=device)
+                record = {"epoch": epoch + 1, "train_loss": stats.loss, "train_accuracy": stats.accuracy,
+                          "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr, "seconds": train_seconds,
+                          "train_images": stats.seen, "train_images_per_s": stats.seen / train_seconds}
+                if context.enabled:
+                    record |= {"world_size": context.world_size, "weights_sha256": digest}
+                metrics.append(record)
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                bar.console.log(f"epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}, val acc {val_acc:.4f}, "
+                                f"{record['train_images_per_s']:.0f} img/s")
+                checkpoint = _snapshot(model, config, data, model_args, epoch + 1, metrics, optimizer, rng)
+                checkpoint.save(out)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1)
+            context.barrier()  # the other ranks wait for the checkpoint, so a --resume finds it whole
+    if checkpoint is None:  # a rank other than 0: the weights all ranks agreed on
+        checkpoint = _snapshot(model, config, data, model_args, config.epochs, metrics, optimizer, {})
     return checkpoint
 
 
@@ -196,8 +234,7 @@ USES_P_LAST = ("stochastic-depth", "gated-depth-hybrid")  # the recipes that dro
 
 def _snapshot(model: nn.Module, config: TrainConfig, data, model_args: dict[str, Any], epoch: int,
               metrics: list[dict[str, Any]], optimizer: torch.optim.Optimizer, rng: dict[str, Any]) -> Checkpoint:
-    # The checkpoint holds the plain network: strip the training-only wrappers from a copy's keys.
-    plain = remove_stochastic_depth(_shallow_copy(model))
+    plain = _plain(model)
     state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone()
              for k, v in plain.state_dict().items()}
     return Checkpoint(
@@ -207,6 +244,11 @@ def _snapshot(model: nn.Module, config: TrainConfig, data, model_args: dict[str,
         epochs=config.epochs, metrics=metrics, train_config=asdict(config),
         optimizer=optimizer.state_dict(), rng=rng,
     )
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    """The network the checkpoint holds: a copy without the training-only wrappers (shares the weights)."""
+    return remove_stochastic_depth(_shallow_copy(model))
 
 
 def _shallow_copy(model: nn.Module) -> nn.Module:

@@ -28,12 +28,14 @@ def set_threads(n: int | None) -> None:
 
 
 def design_data_options(data_dir: Path | None, limit: int | None, device: str, memory_mb: int | None = None,
-                        selection_precision: str | None = None, report_precision: str | None = None):
+                        selection_precision: str | None = None, report_precision: str | None = None,
+                        ray_address: str | None = None, ray_workers: int | None = None):
     """The design-time data settings of a command's options (None: the library's default)."""
     from edgeskip.design.workflow import DataOptions
 
     options = DataOptions(data_dir=data_dir, limit=limit, device=device)
-    given = {"memory_mb": memory_mb, "selection_precision": selection_precision, "report_precision": report_precision}
+    given = {"memory_mb": memory_mb, "selection_precision": selection_precision, "report_precision": report_precision,
+             "ray_address": ray_address, "ray_workers": ray_workers}
     return replace(options, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -42,6 +44,16 @@ def memory_option(f):
     return click.option("--memory-mb", type=click.IntRange(min=1), default=1024, show_default=True,
                         help="Activations the engine keeps to share work between configurations; beyond this it "
                              "recomputes them (slower, never more memory).")(f)
+
+
+def ray_options(f):
+    """Split the configurations over a Ray cluster (sensitivity, pareto, figure1)."""
+    f = click.option("--ray-workers", type=click.IntRange(min=1), default=None,
+                     help="Ray workers (actors, one CPU each; default: the cluster's CPUs).")(f)
+    return click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                        help="Evaluate the configurations on Ray: --ray alone (or --ray local) starts Ray on this "
+                             "machine; --ray ADDRESS (ray://head:10001 or head:6379) joins a running cluster, whose "
+                             "nodes need the dataset at the same path. Accuracies equal a local run's.")(f)
 
 
 def selection_precision_option(f):

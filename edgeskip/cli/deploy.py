@@ -63,7 +63,17 @@ def board_check(board: str, python: str, dir_: str, as_json: bool, **ssh) -> Non
 
 @main.command()
 @click.argument("bundle", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--board", required=True, help="user@host[:port]")
+@click.option("--board", "boards", multiple=True, metavar="USER@HOST[:PORT]",
+              help="A board (repeatable: several boards are a fleet deploy, the first the canary).")
+@click.option("--fleet", "fleet_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A fleet file (edgeskip.fleet/1 JSON: boards, each with optional dir and port), after any --board.")
+@click.option("--canary", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Fleet: boards deployed first, one by one; if one fails, no other board is touched.")
+@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Fleet: boards deployed at once after the canary.")
+@click.option("--max-failures", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fleet: failed boards tolerated after the canary; one more stops the rollout (boards not started "
+                   "are skipped; each failed board rolled itself back).")
 @click.option("--dir", "dir_", default=DEFAULT_DIR, show_default=True,
               help="Deploy directory on the board (bundles/, current, previous).")
 @click.option("--no-service", is_flag=True, help="Only stage, verify and switch `current`; restart nothing.")
@@ -79,23 +89,48 @@ def board_check(board: str, python: str, dir_: str, as_json: bool, **ssh) -> Non
 @click.option("--serve-arg", multiple=True, help="Extra argument for `edgeskip-runtime serve` (repeatable).")
 @click.option("--ready-timeout", type=click.FloatRange(min=1), default=DEFAULT_READY_TIMEOUT, show_default=True,
               help="Seconds to wait for GET /v2/health/ready before rolling back.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Fleet: also write the per-board summary as JSON.")
 @ssh_options
-def deploy(bundle: Path, board: str, dir_: str, no_service: bool, service: str | None, service_command: str | None,
-           host: str, port: int, python: str | None, serve_arg: tuple[str, ...], ready_timeout: float, **ssh) -> None:
-    """Put BUNDLE on a board and serve it, rolling back if it does not become ready.
+def deploy(bundle: Path, boards: tuple[str, ...], fleet_file: Path | None, canary: int, parallel: int,
+           max_failures: int, dir_: str, no_service: bool, service: str | None, service_command: str | None,
+           host: str, port: int, python: str | None, serve_arg: tuple[str, ...], ready_timeout: float,
+           summary_json: Path | None, **ssh) -> None:
+    """Put BUNDLE on a board (or a fleet) and serve it, rolling back a board that does not become ready.
 
     Refuses a bundle for another architecture; uploads to DIR/staging/<id>, verifies every
     sha256 on the board, moves it to DIR/bundles/<id>, switches DIR/current atomically (the
     old one stays as DIR/previous), restarts the service and waits for /v2/health/ready.
+    Several boards (--board ... --board ..., or --fleet) deploy the canary first, then the rest
+    in parallel, stopping when more than --max-failures fail; a per-board summary follows.
     """
     from edgeskip.deploy.deploy import deploy as run_deploy
+    from edgeskip.deploy.fleet import FleetBoard, deploy_fleet, load_fleet
 
-    settings = None if no_service else _service_settings(dir_, service, service_command, host, port, python,
-                                                         serve_arg)
-    result = run_deploy(bundle, make_runner(board, **ssh), settings, dir=dir_, ready_timeout=ready_timeout,
-                        log=lambda m: click.echo(m, err=True))
-    click.echo(f"deployed {result.bundle_id} to {result.board}:{dir_}: {result.message}"
-               + (f"; previous: {result.previous}" if result.previous else ""))
+    def settings_for(board: FleetBoard):
+        return None if no_service else _service_settings(board.dir or dir_, service, service_command, host,
+                                                         board.port or port, python, serve_arg)
+
+    fleet = [FleetBoard(b) for b in boards] + (load_fleet(fleet_file) if fleet_file else [])
+    if not fleet:
+        raise click.UsageError("name the board with --board USER@HOST[:PORT] (or several, or --fleet FILE)")
+    if len(fleet) == 1 and fleet_file is None:
+        board = fleet[0]
+        result = run_deploy(bundle, make_runner(board.board, **ssh), settings_for(board), dir=dir_,
+                            ready_timeout=ready_timeout, log=lambda m: click.echo(m, err=True))
+        click.echo(f"deployed {result.bundle_id} to {result.board}:{dir_}: {result.message}"
+                   + (f"; previous: {result.previous}" if result.previous else ""))
+        return
+    outcome = deploy_fleet(bundle, fleet, lambda b: make_runner(b.board, **ssh), settings_for, canary=canary,
+                           parallel=parallel, max_failures=max_failures, default_dir=dir_,
+                           ready_timeout=ready_timeout, log=lambda m: click.echo(m, err=True))
+    click.echo(outcome.summary())
+    if summary_json is not None:
+        from edgeskip_runtime.atomic import write_json
+
+        write_json(summary_json, outcome.to_dict())
+    if not outcome.ok:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -12,6 +12,7 @@ from edgeskip.cli.common import (
     design_data_options,
     figure1_options,
     memory_option,
+    ray_options,
     selection_precision_option,
     set_threads,
 )
@@ -142,9 +143,10 @@ def evaluate(checkpoint: Path, mask: str | None, threads, data_dir, limit, devic
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @memory_option
 @selection_precision_option
+@ray_options
 @data_options
 def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, data_dir, limit, device,
-                memory_mb: int, selection_precision: str) -> None:
+                memory_mb: int, selection_precision: str, ray_address: str | None, ray_workers: int | None) -> None:
     """Rank skippable blocks by validation accuracy with each one skipped alone.
 
     Writes JSON (schema edgeskip.sensitivity/1) with per-block accuracies and the order,
@@ -153,7 +155,8 @@ def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, da
     from edgeskip.design.workflow import sensitivity as run
 
     set_threads(threads)
-    doc = run(checkpoint, out, design_data_options(data_dir, limit, device, memory_mb, selection_precision),
+    doc = run(checkpoint, out, design_data_options(data_dir, limit, device, memory_mb, selection_precision,
+                                                   ray_address=ray_address, ray_workers=ray_workers),
               ranker=ranker, seed=seed)
     click.echo(f"wrote {out}: order {doc['order']} (baseline val accuracy {doc['baseline_accuracy']:.4f}, "
                f"{doc['precision']})")
@@ -170,9 +173,10 @@ def sensitivity(checkpoint: Path, ranker: str, seed: int, out: Path, threads, da
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @memory_option
 @selection_precision_option
+@ray_options
 @data_options
 def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, out: Path, threads, data_dir, limit,
-           device, memory_mb: int, selection_precision: str) -> None:
+           device, memory_mb: int, selection_precision: str, ray_address: str | None, ray_workers: int | None) -> None:
     """Build the Pareto front (validation accuracy against latency) of skip configurations.
 
     Writes OUT (schema edgeskip.pareto/1) and, beside it, accuracy_vs_skipped.png and
@@ -182,7 +186,8 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
 
     set_threads(threads)
     result = run(checkpoint, sensitivity_path, out,
-                 design_data_options(data_dir, limit, device, memory_mb, selection_precision),
+                 design_data_options(data_dir, limit, device, memory_mb, selection_precision,
+                                     ray_address=ray_address, ray_workers=ray_workers),
                  exhaustive=exhaustive, repeats=repeats)
     click.echo(f"wrote {out}: {len(result.front.configs)} of {len(result.candidates)} candidates on the front")
     within = result.front.meta["skippable_within_points"]
@@ -198,9 +203,10 @@ def pareto(checkpoint: Path, sensitivity_path: Path, exhaustive, repeats: int, o
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="JSON path; the PNG is written beside it.")
 @memory_option
+@ray_options
 @data_options
 def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, precision: str, out: Path, threads, data_dir,
-            limit, device, memory_mb: int) -> None:
+            limit, device, memory_mb: int, ray_address: str | None, ray_workers: int | None) -> None:
     """Reproduce the paper's Figure 1: accuracy against skipped blocks for several checkpoints.
 
     CHECKPOINTS are LABEL=PATH pairs (or plain paths, labelled by their recipe), e.g.
@@ -214,7 +220,8 @@ def figure1(checkpoints: tuple[str, ...], draws: int, seed: int, precision: str,
     for item in checkpoints:
         label, sep, path = item.partition("=")
         labelled[label if sep else load_checkpoint(item).recipe] = path if sep else item
-    doc = run(labelled, out, design_data_options(data_dir, limit, device, memory_mb, report_precision=precision),
+    doc = run(labelled, out, design_data_options(data_dir, limit, device, memory_mb, report_precision=precision,
+                                                 ray_address=ray_address, ray_workers=ray_workers),
               draws=draws, seed=seed)
     for m in doc["models"]:
         click.echo(f"{m['label']}: mean accuracy loss over N = {m['mean_accuracy_loss']:.4f}")

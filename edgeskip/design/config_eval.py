@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from edgeskip_runtime.errors import UsageError
@@ -35,6 +35,9 @@ from edgeskip.design.fuse_convolutions import fuse_convolutions
 from edgeskip.design.prefix_engine import DEFAULT_MEMORY_BUDGET, PrefixSharingEngine, PrefixSharingUnsupported
 from edgeskip.gating import GatedModel, SkipConfig
 from edgeskip.progress import progress_bar
+
+if TYPE_CHECKING:
+    from edgeskip.design.ray_pool import RayEvaluatorPool
 
 SPLITS = ("val", "test")
 # Batches of 200 channels-last images: the fastest PyTorch setting for these ResNets on the 2-core x86 host
@@ -103,6 +106,7 @@ class ConfigEvaluator:
             net, memory_budget_bytes=memory_budget_bytes, memory_format=memory_format, dtype=_DTYPES[p])
             if prefix_sharing else None) for p, net in nets.items()}
         self._cache: dict[tuple[str, tuple[int, ...]], Evaluation] = {}
+        self.remote: RayEvaluatorPool | None = None  # set by open_session for --ray: prefetch sends work there
 
     def _backend(self, split: str) -> _Backend:
         return self._backends[self.report_precision if split == "test" else self.selection_precision]
@@ -136,6 +140,10 @@ class ConfigEvaluator:
         if not todo:
             return
         data = self.split(split)
+        if self.remote is not None and len(todo) > 1:
+            results = self.remote.evaluate(todo, split, label=label, progress=progress)
+            self._cache.update({(split, m): e for m, e in results.items()})
+            return
         engine = self._backend(split).engine
         if engine is None or len(todo) == 1:
             for m in todo:

@@ -35,6 +35,8 @@ class DataOptions:
     memory_mb: int = DEFAULT_MEMORY_BUDGET >> 20  # activations the design-time engine may keep
     selection_precision: str = "fp32"  # of the validation (selection) evaluations
     report_precision: str = "fp32"  # of the test evaluations: float32 but for Figure 1's --precision
+    ray_address: str | None = None  # "local" or a Ray cluster's address: evaluate the configurations there
+    ray_workers: int | None = None  # Ray actors (default: the cluster's CPUs)
 
 
 @dataclass
@@ -54,10 +56,15 @@ def open_session(checkpoint_path: str | Path, options: DataOptions) -> Session:
         raise UsageError(f"dataset {ck.dataset} gives images of shape {data.image_shape}, "
                          f"the checkpoint expects {tuple(ck.input_shape)}")
     data.normalization = ck.normalization  # evaluate exactly as trained
-    return Session(ck, data, ConfigEvaluator(ck.build_model(), data, device=options.device,
-                                             memory_budget_bytes=options.memory_mb << 20,
-                                             selection_precision=options.selection_precision,
-                                             report_precision=options.report_precision))
+    evaluator = ConfigEvaluator(ck.build_model(), data, device=options.device,
+                                memory_budget_bytes=options.memory_mb << 20,
+                                selection_precision=options.selection_precision,
+                                report_precision=options.report_precision)
+    if options.ray_address:
+        from edgeskip.design.ray_pool import RayEvaluatorPool
+
+        evaluator.remote = RayEvaluatorPool(options.ray_address, checkpoint_path, options, options.ray_workers)
+    return Session(ck, data, evaluator)
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, options: DataOptions,
@@ -130,6 +137,8 @@ def figure1(checkpoints: dict[str, str | Path], out: str | Path, options: DataOp
     for label, path in checkpoints.items():
         s = open_session(path, options)
         curve = fig1.accuracy_curve(s.evaluator, draws=draws, seed=seed, label=label, progress=progress)
+        if s.evaluator.remote is not None:  # its actors hold the cluster's CPUs: free them for the next model
+            s.evaluator.remote.close()
         n_samples = len(s.data.test)
         models.append({"label": label, "recipe": s.checkpoint.recipe, "model": s.checkpoint.model,
                        "checkpoint": str(path), "mean_accuracy_loss": fig1.mean_accuracy_loss(curve),

@@ -16,7 +16,8 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 
 
 def read_idx(path: Path) -> np.ndarray:
-    raw = gzip.open(path, "rb").read()
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
     ndim = raw[3]
     dims = np.frombuffer(raw[4 : 4 + 4 * ndim], dtype=">u4")
     return np.frombuffer(raw[4 + 4 * ndim :], dtype=np.uint8).reshape(dims)

@@ -95,17 +95,21 @@ def block_port(board: Board) -> socket.socket:
     return s
 
 
-def test_a_failing_board_beyond_the_budget_stops_the_rollout(boards, fleet_bundles, deployed: Path,
-                                                             tmp_path: Path) -> None:
-    _, new = fleet_bundles
-    blocker = block_port(boards[1])
+def rollout_with_a_board_down(boards: list[Board], down: int, bundle: Path, fleet: Path, summary: Path, *extra: str):
+    """Deploy ``bundle`` to the fleet while board ``down`` cannot serve; the CLI result and its JSON summary."""
+    blocker = block_port(boards[down])
     try:
-        r = fleet_deploy(new, deployed, boards, "--parallel", "1", "--max-failures", "0",
-                         "--summary-json", str(tmp_path / "summary.json"))
+        r = fleet_deploy(bundle, fleet, boards, *extra, "--summary-json", str(summary))
     finally:
         blocker.close()
+    return r, json.loads(summary.read_text())
+
+
+def test_a_failing_board_beyond_the_budget_stops_the_rollout(boards, fleet_bundles, deployed: Path,
+                                                             tmp_path: Path) -> None:
+    r, summary = rollout_with_a_board_down(boards, 1, fleet_bundles[1], deployed, tmp_path / "s.json",
+                                           "--parallel", "1", "--max-failures", "0")
     assert r.exit_code == 1, r.output
-    summary = json.loads((tmp_path / "summary.json").read_text())
     assert [b["status"] for b in summary["boards"]] == ["deployed", "failed", "skipped"]
     assert "rolled back" in summary["boards"][1]["message"] and "failure budget" in summary["boards"][2]["message"]
     assert "more than --max-failures 0" in summary["stopped"] and "rollout stopped" in r.output
@@ -115,27 +119,17 @@ def test_a_failing_board_beyond_the_budget_stops_the_rollout(boards, fleet_bundl
 
 
 def test_within_the_budget_the_rest_is_deployed(boards, fleet_bundles, deployed: Path, tmp_path: Path) -> None:
-    _, new = fleet_bundles
-    blocker = block_port(boards[1])
-    try:
-        r = fleet_deploy(new, deployed, boards, "--max-failures", "1", "--summary-json", str(tmp_path / "s.json"))
-    finally:
-        blocker.close()
+    r, summary = rollout_with_a_board_down(boards, 1, fleet_bundles[1], deployed, tmp_path / "s.json",
+                                           "--max-failures", "1")
     assert r.exit_code == 1  # a board failed, so the fleet is not whole, but the rollout went on
-    summary = json.loads((tmp_path / "s.json").read_text())
     assert [b["status"] for b in summary["boards"]] == ["deployed", "failed", "deployed"] and summary["stopped"] is None
     assert serving(boards[2]) == pytest.approx(0.77)
 
 
 def test_a_failing_canary_touches_no_other_board(boards, fleet_bundles, deployed: Path, tmp_path: Path) -> None:
-    _, new = fleet_bundles
-    blocker = block_port(boards[0])
-    try:
-        r = fleet_deploy(new, deployed, boards, "--max-failures", "5", "--summary-json", str(tmp_path / "s.json"))
-    finally:
-        blocker.close()
+    new = fleet_bundles[1]
+    r, summary = rollout_with_a_board_down(boards, 0, new, deployed, tmp_path / "s.json", "--max-failures", "5")
     assert r.exit_code == 1
-    summary = json.loads((tmp_path / "s.json").read_text())
     assert [b["status"] for b in summary["boards"]] == ["failed", "skipped", "skipped"]
     assert "canary" in summary["stopped"] and "no other board was touched" in summary["stopped"]
     for b in boards[1:]:

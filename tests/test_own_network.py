@@ -99,24 +99,20 @@ def test_whole_command_line_pipeline_on_a_user_network(case: str, tmp_path: Path
         eager = model(ck.normalization.apply(image[None]), torch.tensor(mask, dtype=torch.int64))
     assert logits.shape == (1, 10)
     np.testing.assert_allclose(logits, eager.numpy(), atol=1e-4)
+    if dataset.startswith("npz:"):
+        later_commands_need_only_the_checkpoint_and_the_bundle(tmp_path)
 
 
-def test_npz_run_through_evaluate_profile_and_bench(tmp_path: Path) -> None:
-    """The later commands find a user's data and network from the checkpoint and the bundle alone."""
-    write_npz(tmp_path / "data.npz", channels=1)
-    edgeskip("train", "--model", "user_networks:user_resnet", "--model-arg", "num_classes=10", "--dataset",
-             "npz:data.npz", "--recipe", "standard", "--epochs", "1", "--limit", "64", "--out", "m.pt", cwd=tmp_path)
-    elsewhere = tmp_path / "elsewhere"
+def later_commands_need_only_the_checkpoint_and_the_bundle(run: Path) -> None:
+    """From another folder, evaluate, profile and bench find the user's network and data through the checkpoint
+    (its import reference and the npz file's absolute path) and the bundle (its dataset, for bench's labels)."""
+    elsewhere = run / "elsewhere"
     elsewhere.mkdir()
-    out = edgeskip("evaluate", str(tmp_path / "m.pt"), "--limit", "40", cwd=elsewhere).stdout
-    assert "test" in out and "n=40" in out
-    edgeskip("export", str(tmp_path / "m.pt"), "--out", "m.onnx", cwd=elsewhere)
-    compiled = edgeskip("compile", "m.onnx", "--full-depth-only", "--target", "host", "--out", "bundle", cwd=elsewhere)
-    assert "user_resnet" in compiled.stdout
-    edgeskip("profile", "bundle", "--repeats", "3", "--warmup", "1", "--no-pin", cwd=elsewhere)
-    edgeskip("bench", "bundle", "--requests", "20", "--out", "bench", cwd=elsewhere)
-    bench = json.loads((elsewhere / "bench" / "bench.json").read_text())
-    runs = bench["runs"].values()
+    out = edgeskip("evaluate", str(run / "model.pt"), "--limit", "40", cwd=elsewhere).stdout
+    assert "user_networks:user_resnet" in out and "n=40" in out
+    edgeskip("profile", str(run / "bundle"), "--repeats", "3", "--warmup", "1", "--no-pin", cwd=elsewhere)
+    edgeskip("bench", str(run / "bundle"), "--requests", "20", "--out", "bench", cwd=elsewhere)
+    runs = json.loads((elsewhere / "bench" / "bench.json").read_text())["runs"].values()
     assert sum(r["processed"] for r in runs) > 0 and all(r["online_accuracy"] is not None for r in runs)
 
 

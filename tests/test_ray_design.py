@@ -52,8 +52,8 @@ def test_ray_on_the_command_line(synthetic_checkpoint: Path, tmp_path: Path) -> 
     """`--ray` with no address starts a local Ray; figure1's draws come back identical."""
     def figure1(*extra: str) -> dict:
         out = tmp_path / f"f{len(extra)}.json"
-        subprocess.run([sys.executable, "-m", "edgeskip", "figure1", str(synthetic_checkpoint), "--draws", "3",
-                        "--limit", "100", "--out", str(out), *extra], check=True, capture_output=True, text=True)
+        subprocess.run([sys.executable, "-m", "edgeskip", "figure1", str(synthetic_checkpoint), "--draws", "2",
+                        "--limit", "60", "--out", str(out), *extra], check=True, capture_output=True, text=True)
         return json.loads(out.read_text())
 
     local, remote = figure1(), figure1("--ray", "--ray-workers", "2")

@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -190,11 +190,43 @@ def reduce_stats(stats: EpochStats, context: DistributedContext) -> EpochStats:
     return EpochStats(int(totals[0]), int(totals[1]), float(totals[2]))
 
 
-def check_recipe(recipe: str, context: DistributedContext) -> None:
-    """Recipes whose step is one forward and one backward run under DDP; the others are refused clearly."""
-    if context.enabled and recipe not in DDP_RECIPES:
-        raise UsageError(f"recipe {recipe} does not run under torchrun yet (its step runs the network twice, which "
-                         f"DDP cannot synchronise); use {' or '.join(DDP_RECIPES)}, or one process", setting="recipe")
+DDP_RECIPES = ("standard", "stochastic-depth")  # one forward pass per step: the DDP wrapper
 
 
-DDP_RECIPES = ("standard", "stochastic-depth")
+def data_parallel(model: nn.Module, recipe: str, context: DistributedContext,
+                  device: torch.device) -> tuple[nn.Module, Callable[[], None] | None]:
+    """The module a training step calls, and what to run between its backward pass and the optimiser step.
+
+    Recipes with one forward pass per step run through ``DistributedDataParallel`` (bucketed all-reduce,
+    overlapped with the backward pass). The gated-depth recipes run the network twice in a distillation step,
+    which the DDP wrapper cannot synchronise, so their gradients are averaged by one all-reduce after the backward
+    pass: the same arithmetic, without the overlap. One process: the model itself, nothing to synchronise.
+    """
+    if not context.enabled:
+        return model, None
+    if recipe in DDP_RECIPES:
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=recipe != "standard"), None  # dropped blocks have no gradient in that step
+    return model, lambda: average_gradients(model, context)
+
+
+def average_gradients(model: nn.Module, context: DistributedContext) -> None:
+    """Average every gradient over the ranks in one all-reduce. A parameter without a gradient (a block every rank
+    skipped in this step, by the shared draw) stays without one, as in one process."""
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= context.world_size
+    for grad, averaged in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+        grad.copy_(averaged)
+
+
+def refuse_under_torchrun(what: str) -> None:
+    """For training that does not take part in a process group: one process only, said clearly."""
+    if launched_by_torchrun():
+        raise UsageError(f"{what} trains in one process; run it without torchrun or --nproc-per-node")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,12 +28,16 @@ def mixed_precision(device: torch.device | str, precision: str) -> contextlib.Ab
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
-def sgd_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
-    """Backpropagate ``loss`` and take one step at learning rate ``lr``."""
+def sgd_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float,
+             synchronise: Callable[[], None] | None = None) -> None:
+    """Backpropagate ``loss`` and take one step at learning rate ``lr``; ``synchronise`` runs in between (the
+    gradient all-reduce of data-parallel training, where the DDP wrapper does not do it)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if synchronise is not None:
+        synchronise()
     optimizer.step()
 
 

@@ -34,6 +34,7 @@ from edgeskip.data import load_dataset
 from edgeskip.data.base import ImageSet, Normalization, iterate_batches
 from edgeskip.progress import progress_bar
 from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
+from edgeskip.training.distributed import refuse_under_torchrun
 from edgeskip.training.loop import EpochStats, check_precision, mixed_precision, sgd_step
 from edgeskip.training.schedules import SCHEDULES
 
@@ -104,6 +105,7 @@ def reinforce_loss(net: SkipNet, logits: torch.Tensor, labels: torch.Tensor, alp
 def train_skipnet(config: SkipNetConfig, out: str | Path, *, progress: bool = True) -> Checkpoint:
     """Build SkipNet on ``config.standard``'s network, train both stages, write the checkpoint to ``out``."""
     config.validate()
+    refuse_under_torchrun("SkipNet (its reinforcement-learning stage samples per image)")
     out = Path(out)
     standard = load_checkpoint(config.standard)
     if standard.recipe != "standard":

@@ -29,8 +29,8 @@ from edgeskip.training.checkpoint import Checkpoint, load_checkpoint
 from edgeskip.training.distributed import (
     DistributedContext,
     check_in_sync,
-    check_recipe,
     convert_batch_norms,
+    data_parallel,
     device_for,
     process_group,
     reduce_stats,
@@ -115,7 +115,6 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     """
     config.validate()
     with process_group(config.device) as context:
-        check_recipe(config.recipe, context)
         return _train(config, Path(out), context, resume=resume, progress=progress and context.is_main,
                       on_epoch_end=on_epoch_end)
 
@@ -150,10 +149,9 @@ def _train(config: TrainConfig, out: Path, context: DistributedContext, *, resum
         convert_batch_norms(model)  # statistics of the global batch, as one process computes them
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    # Under torchrun the step runs through DDP (it averages the gradients); evaluation and snapshots use `model`.
-    net = model if not context.enabled else nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=config.recipe != "standard")  # dropped blocks have no gradient in that step
+    # Under torchrun the step runs through `net` and `synchronise` (they average the gradients); evaluation and
+    # snapshots use `model`.
+    net, synchronise = data_parallel(model, config.recipe, context, device)
 
     warmup_steps = round(config.warmup_epochs * -(-len(data.train) // config.batch_size))
 
@@ -198,7 +196,8 @@ def _train(config: TrainConfig, out: Path, context: DistributedContext, *, resum
                     loss, logits = objective(net, x, y, done, done / total_steps)
                 # DDP averages the ranks' gradients: weighting each rank's mean by its share makes that average
                 # the gradient of the global batch's mean loss, also for an uneven last batch.
-                sgd_step(optimizer, loss * (len(y) * context.world_size / global_n) if context.enabled else loss, lr)
+                sgd_step(optimizer, loss * (len(y) * context.world_size / global_n) if context.enabled else loss, lr,
+                         synchronise)
                 stats.add(loss, logits, y)
                 bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {stats.loss:.3f} "
                                                  f"acc {stats.accuracy:.3f} lr {lr:.4f}")

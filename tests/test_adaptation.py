@@ -379,7 +379,9 @@ def test_performance_aware_serves_deeper_on_noise_corrupted_images(host_bundle: 
         driver.close()
 
     def mean_skipped(records) -> float:
-        done = [r.n_skipped for r in records[n // 2 :] if r.status == 200]
+        # The last quarter: the quality window (128 processed requests) must first fill with corrupted ones. A fresh
+        # clone's CI run here read 0.96 over the second half (the reaction came late); runs usually read 0.0.
+        done = [r.n_skipped for r in records[3 * n // 4 :] if r.status == 200]
         return sum(done) / len(done)
 
     assert mean_skipped(before) > 0.5, state  # overloaded and in distribution: it skips

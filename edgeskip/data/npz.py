@@ -10,7 +10,8 @@ Arrays (read with ``allow_pickle=False``, so the file cannot run code):
 * ``classes`` (optional): K class names (a string array); without it K is the largest label + 1 and the
   names are the numbers.
 
-Both splits must have one image shape, and every class at least one training image.
+Both splits must have one image shape (checked by ``load_dataset`` for every dataset), and every class at least
+one training image.
 """
 
 from __future__ import annotations
@@ -71,10 +72,7 @@ def npz(path: Path) -> tuple[ImageSet, ImageSet, int, list[str]]:
     for split in ("train", "test"):
         images = _images(arrays[f"x_{split}"], f"x_{split}", path)
         sets.append(ImageSet(images, _labels(arrays[f"y_{split}"], f"y_{split}", len(images), path)))
-    train, test = sets
-    if train.images.shape[1:] != test.images.shape[1:]:
-        raise DatasetError(f"{path}: x_train images are {tuple(train.images.shape[1:])} and x_test images "
-                           f"{tuple(test.images.shape[1:])} (C, H, W); both splits need one shape")
+    train, test = sets  # that both splits have one image shape, load_dataset checks for every dataset
     largest = int(max(train.labels.max(), test.labels.max()))
     if "classes" in arrays:
         classes = [str(c) for c in arrays["classes"].reshape(-1)]

@@ -16,7 +16,6 @@ The bundle is verified once, here, before any board is contacted.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -26,7 +25,7 @@ from typing import Any
 
 from edgeskip_runtime.errors import EdgeskipError, UsageError
 
-from edgeskip.deploy.deploy import DEFAULT_DIR, DEFAULT_READY_TIMEOUT, DeployError, LocalBundle, deploy
+from edgeskip.deploy.deploy import DEFAULT_DIR, DEFAULT_READY_TIMEOUT, LocalBundle, deploy
 from edgeskip.deploy.services import ServiceSettings
 from edgeskip.deploy.ssh import SSHRunner, SSHTarget
 
@@ -127,7 +126,6 @@ def deploy_fleet(bundle_path: str | Path, boards: list[FleetBoard], runner_for: 
         raise UsageError("--parallel must be at least 1 and --max-failures at least 0", setting="parallel")
     local = LocalBundle.open(bundle_path)  # a corrupt bundle is refused before any board is contacted
     result = FleetResult(local.bundle_id)
-    lock = threading.Lock()
 
     def one(board: FleetBoard, role: str) -> BoardOutcome:
         t0 = time.monotonic()
@@ -137,8 +135,7 @@ def deploy_fleet(bundle_path: str | Path, boards: list[FleetBoard], runner_for: 
             outcome = BoardOutcome(board.board, role, "deployed", r.message, time.monotonic() - t0, r.bundle_id)
         except EdgeskipError as e:  # unreachable, refused, failed and rolled back: the board's own report
             outcome = BoardOutcome(board.board, role, "failed", str(e), time.monotonic() - t0)
-        with lock:
-            log(f"[{board.board}] {role}: {outcome.status} in {outcome.seconds:.1f} s")
+        log(f"[{board.board}] {role}: {outcome.status} in {outcome.seconds:.1f} s")
         return outcome
 
     for board in boards[:canary]:
@@ -177,4 +174,4 @@ def deploy_fleet(bundle_path: str | Path, boards: list[FleetBoard], runner_for: 
     return result
 
 
-__all__ = ["FLEET_SCHEMA", "BoardOutcome", "DeployError", "FleetBoard", "FleetResult", "deploy_fleet", "load_fleet"]
+__all__ = ["FLEET_SCHEMA", "BoardOutcome", "FleetBoard", "FleetResult", "deploy_fleet", "load_fleet"]

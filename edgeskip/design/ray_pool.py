@@ -60,16 +60,16 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 class _EvaluatorActor:
     """One Ray worker: the checkpoint's evaluator, built once, answering chunks of masks."""
 
-    def __init__(self, checkpoint: bytes, options: dict[str, Any], threads: int) -> None:
+    def __init__(self, checkpoint: bytes, options: dict[str, Any]) -> None:
         import torch
 
         from edgeskip.design.workflow import DataOptions, open_session
 
-        torch.set_num_threads(threads)
-        folder = tempfile.mkdtemp(prefix="edgeskip-ray-")
-        path = Path(folder) / "checkpoint.pt"
-        path.write_bytes(checkpoint)
-        self.evaluator = open_session(path, DataOptions(**options)).evaluator
+        torch.set_num_threads(1)  # one CPU per actor
+        with tempfile.TemporaryDirectory(prefix="edgeskip-ray-") as folder:  # read once, into the evaluator
+            path = Path(folder) / "checkpoint.pt"
+            path.write_bytes(checkpoint)
+            self.evaluator = open_session(path, DataOptions(**options)).evaluator
 
     def evaluate(self, masks: list[tuple[int, ...]], split: str) -> dict[tuple[int, ...], Evaluation]:
         self.evaluator.prefetch(masks, split, progress=False)
@@ -97,10 +97,10 @@ class RayEvaluatorPool:
         blob = ray.put(Path(checkpoint_path).read_bytes())
         settings = {**asdict(options), "ray_address": None, "ray_workers": None, "device": "cpu"}
         actor = ray.remote(num_cpus=1)(_EvaluatorActor)
-        self.actors = [actor.remote(blob, settings, 1) for _ in range(self.workers)]
+        self.actors = [actor.remote(blob, settings) for _ in range(self.workers)]
 
     def evaluate(self, masks: Sequence[tuple[int, ...]], split: str, *, label: str = "evaluating",
-                 total_images: int = 0, progress: bool = True) -> dict[tuple[int, ...], Evaluation]:
+                 progress: bool = True) -> dict[tuple[int, ...], Evaluation]:
         """Evaluate ``masks`` on ``split`` over the actors, in contiguous chunks of the sorted masks."""
         ray = _ray()
         ordered = sorted(masks)

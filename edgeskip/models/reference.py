@@ -135,10 +135,13 @@ def create_model(ref: str, **kwargs: Any) -> nn.Module:
     """Build the network ``ref`` names, e.g. ``create_model("resnet20", in_channels=1)`` or
     ``create_model("my_nets:resnet18", num_classes=10)``; the factory must return an ``nn.Module``."""
     factory = resolve_factory(ref)
-    try:
-        model = factory(**kwargs)
+    try:  # arguments that do not fit are the caller's error; what the factory itself raises is its own (a bug)
+        inspect.signature(factory).bind(**kwargs)
     except TypeError as e:
         raise ModelReferenceError(f"model {ref!r} could not be built with {kwargs}: {e}") from e
+    except ValueError:  # no signature to check (a builtin): let the call say
+        pass
+    model = factory(**kwargs)
     if not isinstance(model, nn.Module):
         raise ModelReferenceError(f"model {ref!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -105,8 +106,11 @@ def process_group(device: str) -> Iterator[DistributedContext]:
     backend = "nccl" if device.startswith("cuda") else "gloo"
     context = DistributedContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                                  int(os.environ.get("LOCAL_RANK", "0")))
-    if context.enabled and device.startswith("cuda"):
+    if device.startswith("cuda"):
         torch.cuda.set_device(context.local_rank)
+    # DistributedBatchNorm2d's differentiable all-reduce; its suggested successor has no autograd.
+    warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated",
+                            category=FutureWarning)
     try:
         dist.init_process_group(backend)
     except (RuntimeError, ValueError) as e:

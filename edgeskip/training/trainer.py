@@ -194,10 +194,9 @@ def _train(config: TrainConfig, out: Path, context: DistributedContext, *, resum
                 x, y, global_n = x[share].contiguous(memory_format=memory_format), y[share], len(y)
                 with mixed_precision(device, config.precision):
                     loss, logits = objective(net, x, y, done, done / total_steps)
-                # DDP averages the ranks' gradients: weighting each rank's mean by its share makes that average
-                # the gradient of the global batch's mean loss, also for an uneven last batch.
-                sgd_step(optimizer, loss * (len(y) * context.world_size / global_n) if context.enabled else loss, lr,
-                         synchronise)
+                # The ranks' gradients are averaged: weighting each rank's mean by its share makes that average
+                # the gradient of the global batch's mean loss, also for an uneven last batch (one process: 1.0).
+                sgd_step(optimizer, loss * (len(y) * context.world_size / global_n), lr, synchronise)
                 stats.add(loss, logits, y)
                 bar.update(task, advance=1, info=f"epoch {epoch + 1}/{config.epochs} loss {stats.loss:.3f} "
                                                  f"acc {stats.accuracy:.3f} lr {lr:.4f}")
@@ -223,8 +222,9 @@ def _train(config: TrainConfig, out: Path, context: DistributedContext, *, resum
                 if on_epoch_end is not None:
                     on_epoch_end(epoch + 1)
             context.barrier()  # the other ranks wait for the checkpoint, so a --resume finds it whole
-    if checkpoint is None:  # a rank other than 0: the weights all ranks agreed on
-        checkpoint = _snapshot(model, config, data, model_args, config.epochs, metrics, optimizer, {})
+    if not context.is_main:  # it wrote nothing: the weights all ranks agreed on
+        return _snapshot(model, config, data, model_args, config.epochs, metrics, optimizer, {})
+    assert checkpoint is not None
     return checkpoint
 
 

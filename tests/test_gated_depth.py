@@ -268,11 +268,36 @@ def test_recipes_are_compared_on_one_report(gd_checkpoint: Path, synthetic_check
         assert at["1.0"] == max(p["test_accuracy"] for p in s["front"])  # the whole front fits the full budget
         got = [at[k] for k in sorted(at) if at[k] is not None]
         assert got == sorted(got)  # a larger budget never does worse
+    for a in paths:
+        assert doc["fronts"]["coverage"][a][a] == 1.0  # a front covers itself
+        for b in doc["fronts"]["dominates"][a]:
+            assert doc["fronts"]["coverage"][a][b] == 1.0 and doc["fronts"]["coverage"][b][a] < 1.0
     md = (tmp_path / "report" / "recipes.md").read_text()
-    assert "| gated-depth | gated-depth |" in md and (tmp_path / "report" / "recipes.png").stat().st_size > 10_000
+    assert "| gated-depth | gated-depth |" in md and "Front coverage C(row, column)" in md and (tmp_path / "report" / "recipes.png").stat().st_size > 10_000
     bad = CliRunner().invoke(main, ["experiment", "recipes", "--checkpoint", f"gd={gd_checkpoint}", "--front",
                                     f"sd={fronts['stochastic-depth']}", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "every system needs a checkpoint and a front" in bad.output
+
+
+def test_front_coverage_counts_weak_dominance_and_dominance_needs_the_other_way_to_fail() -> None:
+    from edgeskip_runtime.pareto import ConfigPoint
+
+    from edgeskip.experiments.recipes import front_coverage, front_dominance
+
+    def pts(*acc_lat: tuple[float, float]) -> list[ConfigPoint]:
+        return [ConfigPoint(mask=[1], val_accuracy=a, latency_ms=t) for a, t in acc_lat]
+
+    parent = pts((0.90, 2.0), (0.80, 1.0))
+    better = pts((0.90, 2.0), (0.85, 1.0), (0.70, 0.5))  # ties one point, beats the other, adds a faster one
+    crossing = pts((0.95, 3.0), (0.60, 0.8))
+    assert front_coverage(better, parent) == 1.0  # an equal point counts as covered
+    assert front_coverage(parent, better) == pytest.approx(1 / 3)
+    assert front_coverage(crossing, parent) == 0.0 and front_coverage(parent, crossing) == 0.0
+    assert front_coverage(parent, []) == 1.0
+    d = front_dominance({"parent": parent, "better": better, "crossing": crossing, "same": list(parent)})
+    assert d["dominates"]["better"] == ["parent", "same"]
+    assert d["dominates"]["parent"] == [] and d["dominates"]["same"] == []  # equal fronts: neither dominates
+    assert d["dominates"]["crossing"] == []
 
 
 # --- The hybrid (gated-depth-hybrid): block-level units inside the gated sub-paths, stochastic depth there. ---

@@ -12,6 +12,10 @@ al., Sec. I-A): standard, stochastic depth and Gated Depth versions of one model
   point (the lowest accuracy and the highest latency over all fronts), so they compare.
 * **Accuracy at matched MACs**: for budgets of 50 to 100 % of the full network's MACs, the best test
   accuracy of a front configuration within the budget.
+* **Front coverage** (Zitzler's C metric): for each ordered pair of systems, the share of the second's front
+  points that some point of the first's front is at least as accurate and as fast as. One front *dominates*
+  another when it covers all of the other's points and is not itself fully covered by it (issue 17: does the
+  hybrid's front dominate both parents'?).
 
 Output ``edgeskip.recipes/1`` (``recipes.json``), ``recipes.png`` and ``recipes.md``.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -48,6 +53,24 @@ def configurations(num_blocks: int, samples: int, seed: int) -> list[SkipConfig]
         return all_masks(num_blocks)
     g = torch.Generator().manual_seed(seed)
     return [SkipConfig(tuple(int(v) for v in torch.randint(0, 2, (num_blocks,), generator=g))) for _ in range(samples)]
+
+
+def front_coverage(a: Sequence[ConfigPoint], b: Sequence[ConfigPoint]) -> float:
+    """C(a, b): the share of ``b``'s points that a point of ``a`` weakly dominates (at least as accurate on
+    validation and as fast); 1.0 when ``b`` is empty."""
+    if not b:
+        return 1.0
+    covered = sum(any(p.val_accuracy >= q.val_accuracy and p.latency_ms <= q.latency_ms for p in a) for q in b)
+    return covered / len(b)
+
+
+def front_dominance(fronts: dict[str, Sequence[ConfigPoint]]) -> dict[str, Any]:
+    """The coverage of every ordered pair, and which fronts dominate which: A dominates B when C(A, B) = 1
+    and C(B, A) < 1."""
+    coverage = {a: {b: front_coverage(fa, fb) for b, fb in fronts.items()} for a, fa in fronts.items()}
+    dominates = {a: [b for b in fronts if b != a and coverage[a][b] == 1.0 and coverage[b][a] < 1.0]
+                 for a in fronts}
+    return {"coverage": coverage, "dominates": dominates}
 
 
 def load_front(path: str | Path) -> ParetoFront:
@@ -109,7 +132,9 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
         }
     doc = {"schema": SCHEMA, "model": models.pop()[0], "dataset": next(iter(loaded.values())).dataset,
            "split": "test", "n_samples": n_test, "samples": samples, "seed": seed,
-           "hypervolume_reference": {"val_accuracy": ref_acc, "latency_ms": ref_lat}, "systems": systems}
+           "hypervolume_reference": {"val_accuracy": ref_acc, "latency_ms": ref_lat}, "systems": systems,
+           "fronts": front_dominance({label: [ConfigPoint.from_dict(p) for p in s["front"]]
+                                      for label, s in systems.items()})}
     write_experiment(out, "recipes", doc, markdown, plot_recipes)
     return doc
 
@@ -133,6 +158,17 @@ def markdown(doc: dict[str, Any]) -> str:
     for label, s in doc["systems"].items():
         cells = [f"{100 * v:.2f} %" if v is not None else "—" for v in (s["accuracy_at_macs"][b] for b in budgets)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    labels = list(doc["systems"])
+    fronts = doc["fronts"]
+    lines += ["", "Front coverage C(row, column): the share of the column's front points that a point of the row's "
+              "front is at least as accurate (validation) and as fast as:", "",
+              "| C(row, column) | " + " | ".join(labels) + " |", "| --- | " + " | ".join("---" for _ in labels) + " |"]
+    for a in labels:
+        lines.append(f"| {a} | " + " | ".join(f"{fronts['coverage'][a][b]:.2f}" for b in labels) + " |")
+    lines.append("")
+    for a in labels:
+        won = fronts["dominates"][a]
+        lines.append(f"- {a}: " + (f"dominates {', '.join(won)}" if won else "dominates no other front"))
     return "\n".join(lines) + "\n"
 
 
@@ -157,4 +193,5 @@ def plot_recipes(doc: dict[str, Any], path: str | Path) -> None:
     save_png(fig, path)
 
 
-__all__ = ["SCHEMA", "accuracy_at_macs", "compare_recipes", "configurations", "load_front"]
+__all__ = ["SCHEMA", "accuracy_at_macs", "compare_recipes", "configurations", "front_coverage", "front_dominance",
+           "load_front"]

@@ -273,7 +273,8 @@ def test_recipes_are_compared_on_one_report(gd_checkpoint: Path, synthetic_check
         for b in doc["fronts"]["dominates"][a]:
             assert doc["fronts"]["coverage"][a][b] == 1.0 and doc["fronts"]["coverage"][b][a] < 1.0
     md = (tmp_path / "report" / "recipes.md").read_text()
-    assert "| gated-depth | gated-depth |" in md and "Front coverage C(row, column)" in md and (tmp_path / "report" / "recipes.png").stat().st_size > 10_000
+    assert "| gated-depth | gated-depth |" in md and "Front coverage C(row, column)" in md
+    assert (tmp_path / "report" / "recipes.png").stat().st_size > 10_000
     bad = CliRunner().invoke(main, ["experiment", "recipes", "--checkpoint", f"gd={gd_checkpoint}", "--front",
                                     f"sd={fronts['stochastic-depth']}", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "every system needs a checkpoint and a front" in bad.output

@@ -23,8 +23,8 @@ Output ``edgeskip.recipes/1`` (``recipes.json``), ``recipes.png`` and ``recipes.
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch

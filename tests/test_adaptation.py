@@ -337,8 +337,8 @@ def test_performance_aware_serves_deeper_on_noise_corrupted_images(host_bundle: 
 
     from edgeskip.evaluation.bench import Inputs, load_inputs
 
-    # 3200, not 1600: in overload about a third is processed, and the 128-request quality window must fill with
-    # corrupted ones before it can react; a CI run with 1600 read current=0 at the end but 0.75 over the last quarter.
+    # Long enough that the 128-request quality window fills with corrupted images (about a third is processed in
+    # overload) well before the judged last quarter.
     n = 3200
     clean = load_inputs("synthetic", n, seed=0)
     rng = np.random.default_rng(1)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from edgeskip_runtime.errors import UsageError
-from edgeskip_runtime.pareto import ConfigPoint, ParetoFront, hypervolume, pareto_filter
+from edgeskip_runtime.pareto import ConfigPoint, ParetoFront, hypervolume, pareto_filter, weakly_dominates
 
 from edgeskip.design import workflow
 from edgeskip.design.config_eval import all_masks
@@ -60,7 +60,7 @@ def front_coverage(a: Sequence[ConfigPoint], b: Sequence[ConfigPoint]) -> float:
     validation and as fast); 1.0 when ``b`` is empty."""
     if not b:
         return 1.0
-    covered = sum(any(p.val_accuracy >= q.val_accuracy and p.latency_ms <= q.latency_ms for p in a) for q in b)
+    covered = sum(any(weakly_dominates(p, q) for p in a) for q in b)
     return covered / len(b)
 
 
@@ -99,6 +99,7 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
     if samples < 1:
         raise UsageError(f"samples must be positive, got {samples}", setting="samples")
     systems: dict[str, Any] = {}
+    kept_fronts: dict[str, list[ConfigPoint]] = {}
     n_test = 0
     loaded = {label: load_front(fronts[label]) for label in checkpoints}
     models = {(f.model, f.dataset) for f in loaded.values()}
@@ -116,7 +117,7 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
         masks = configurations(s.evaluator.num_blocks, samples, seed)
         s.evaluator.prefetch(masks, "test", label=f"{label}: configurations", progress=progress)
         accs = [s.evaluator.accuracy(m, "test") for m in masks]
-        kept = pareto_filter(front.configs)
+        kept = kept_fronts[label] = pareto_filter(front.configs)
         full_macs = max(p.macs for p in front.configs)
         systems[label] = {
             "checkpoint": str(path), "recipe": s.checkpoint.recipe, "front_file": str(fronts[label]),
@@ -133,8 +134,7 @@ def compare_recipes(checkpoints: dict[str, str | Path], fronts: dict[str, str | 
     doc = {"schema": SCHEMA, "model": models.pop()[0], "dataset": next(iter(loaded.values())).dataset,
            "split": "test", "n_samples": n_test, "samples": samples, "seed": seed,
            "hypervolume_reference": {"val_accuracy": ref_acc, "latency_ms": ref_lat}, "systems": systems,
-           "fronts": front_dominance({label: [ConfigPoint.from_dict(p) for p in s["front"]]
-                                      for label, s in systems.items()})}
+           "fronts": front_dominance(kept_fronts)}
     write_experiment(out, "recipes", doc, markdown, plot_recipes)
     return doc
 
@@ -178,12 +178,14 @@ def plot_recipes(doc: dict[str, Any], path: str | Path) -> None:
     for k, label in enumerate(labels):
         pts = sorted(doc["systems"][label]["front"], key=lambda p: p["latency_ms"])
         front_ax.plot([p["latency_ms"] for p in pts], [100 * p["val_accuracy"] for p in pts], marker="o",
-                      color=f"C{k}", label=f"{label} (HV {doc['systems'][label]['hypervolume']:.3f})")
+                      color=f"C{k}", label=f"{label} (hypervolume {doc['systems'][label]['hypervolume']:.3f})")
     # The latency source (driver, machine, pinning) is long: under the title, not in the axis label.
-    source = doc["systems"][labels[0]]["latency_source"].split(" median")[0]
+    source = doc["systems"][labels[0]]["latency_source"].split(" median")[0].rstrip(", ")
     finish(front_ax, "latency (ms, compiled module)", "validation accuracy (%)",
            f"Pareto fronts: {doc['model']}" + (f"\n{source}" if source else ""), 8)
     front_ax.title.set_fontsize(8)
+    # Under the axes: inside, it covers the fronts' lower-right corner, where the fast points of some recipes lie.
+    front_ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     dist_ax.boxplot([[100 * a for a in doc["systems"][label]["configurations"]["accuracies"]] for label in labels],
                     tick_labels=[f"{label}\n({doc['systems'][label]['configurations']['count']} configs)"
                                  for label in labels])

@@ -67,10 +67,14 @@ class ConfigPoint:
         return cls(**{k: d[k] for k in known if k in d}, extra=extra)
 
 
+def weakly_dominates(a: ConfigPoint, b: ConfigPoint) -> bool:
+    """``a`` is at least as accurate and as fast as ``b``."""
+    return a.val_accuracy >= b.val_accuracy and a.latency_ms <= b.latency_ms
+
+
 def dominates(a: ConfigPoint, b: ConfigPoint) -> bool:
     """``a`` is at least as accurate and as fast as ``b``, and strictly better in one."""
-    return (a.val_accuracy >= b.val_accuracy and a.latency_ms <= b.latency_ms
-            and (a.val_accuracy > b.val_accuracy or a.latency_ms < b.latency_ms))
+    return weakly_dominates(a, b) and (a.val_accuracy > b.val_accuracy or a.latency_ms < b.latency_ms)
 
 
 def latency_spread_ms(p: ConfigPoint) -> float:
